@@ -1,0 +1,59 @@
+"""Transformer architecture, read from a checkpoint's tensor shapes and matched to known presets."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    depth: int
+    embed_dim: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    text_channels: int = 2048
+    block_chunks: int = 8
+    text_maxlen: int = 512
+    codebook_dim: int = 32
+    norm_eps: float = 1e-6
+
+    @property
+    def head_dim(self) -> int:
+        return self.embed_dim // self.num_heads
+
+    @property
+    def ffn_dim(self) -> int:
+        return round(self.embed_dim * self.mlp_ratio / 256) * 256
+
+    @property
+    def pool_heads(self) -> int:
+        """Heads of the text attentive pool: one per 128 T5 channels (per 64 above 4096 wide)."""
+        return self.text_channels // (64 if self.embed_dim > 4096 else 128)
+
+
+PRESETS = {
+    "infinity_2b": TransformerConfig(depth=32, embed_dim=2048, num_heads=16, block_chunks=8),
+}
+
+
+def config_from_state_dict(state: Mapping[str, torch.Tensor]) -> TransformerConfig:
+    """The architecture implied by the tensors' shapes. Raises KeyError if a needed key is absent."""
+    block_ids = {tuple(int(p) for p in k.split(".")[1:4:2]) for k in state if k.startswith("block_chunks.")}
+    embed_dim = state["pos_start"].shape[-1]
+    ffn_dim = state["block_chunks.0.module.0.ffn.fc1.weight"].shape[0]
+    return TransformerConfig(
+        depth=len(block_ids),
+        embed_dim=embed_dim,
+        num_heads=state["block_chunks.0.module.0.sa.scale_mul_1H11"].shape[1],
+        mlp_ratio=ffn_dim / embed_dim,
+        text_channels=state["text_norm.weight"].shape[0],
+        block_chunks=1 + max(c for c, _ in block_ids),
+        text_maxlen=state["cfg_uncond"].shape[0],
+        codebook_dim=state["word_embed.weight"].shape[1],
+    )
+
+
+def preset_name(cfg: TransformerConfig) -> str | None:
+    return next((name for name, preset in PRESETS.items() if preset == cfg), None)

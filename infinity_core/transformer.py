@@ -1,0 +1,381 @@
+"""The Infinity transformer: text conditioning, AdaLN blocks with cosine self-attention and
+cross-attention to T5, and the bit-pair head. Key names follow `infinity_2b_reg.pth`.
+
+The model runs one scale at a time (`forward_scale`), attending to earlier scales through a
+`KVCache` the caller owns. Self-attention hands (q, k, v) to the attention control installed by
+`attention_control(...)` when there is one (the style method edits attention there), and runs
+plain scaled-dot-product attention otherwise.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TransformerConfig
+from .rope import apply_rope, rope_tables
+from .schedules import Schedule
+from .text import TextBatch
+
+LOG_MAX_ATTN_SCALE = math.log(100.0)
+NUM_LEVELS = 15  # rows of lvl_embed: one per scale index
+
+
+def _ada_layer_norm(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, eps: float) -> torch.Tensor:
+    x = F.layer_norm(x.float(), (x.shape[-1],), eps=eps)
+    return x.mul(scale.add(1)).add_(shift)
+
+
+@dataclass
+class Condition:
+    """Everything the blocks need from the prompts, one row per batch row."""
+    pooled: torch.Tensor       # [B, D] attentive pool of the text (the start token, head AdaLN)
+    ada: torch.Tensor          # [B, 1, 6, C] shared AdaLN modulation
+    memory: torch.Tensor       # [N, D] packed cross-attention memory
+    lens: list[int]            # text tokens per row
+
+    def select(self, rows: list[int]) -> "Condition":
+        text = TextBatch(self.memory, self.lens).select(rows)
+        return Condition(self.pooled[rows], self.ada[rows], text.features, text.lens)
+
+
+@dataclass
+class KVCache:
+    """Keys and values of the scales run so far, per self-attention layer: [B, H, L, hd]."""
+    keys: list = field(default_factory=list)
+    values: list = field(default_factory=list)
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if layer == len(self.keys):
+            self.keys.append(k)
+            self.values.append(v)
+        else:
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
+            self.values[layer] = torch.cat([self.values[layer], v], dim=2)
+        return self.keys[layer], self.values[layer]
+
+    def keep_rows(self, rows: list[int]) -> None:
+        """Drop batch rows nothing will read again, freeing their memory."""
+        self.keys = [k[rows] for k in self.keys]
+        self.values = [v[rows] for v in self.values]
+
+
+@dataclass(frozen=True)
+class AttentionCall:
+    """Where a self-attention call happens: the scale step and the layer (block) index."""
+    step: int
+    layer: int
+
+
+def plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    # q already carries the learned per-head scale (cosine attention), so the softmax scale is 1.
+    return F.scaled_dot_product_attention(q, k, v, scale=1.0)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: TransformerConfig, ops):
+        super().__init__()
+        C, H = cfg.embed_dim, cfg.num_heads
+        self.num_heads = H
+        self.mat_qkv = ops.Linear(C, 3 * C, bias=False, device="meta")
+        self.q_bias = nn.Parameter(torch.empty(C, device="meta"))
+        self.v_bias = nn.Parameter(torch.empty(C, device="meta"))
+        self.scale_mul_1H11 = nn.Parameter(torch.empty(1, H, 1, 1, device="meta"))
+        self.proj = ops.Linear(C, C, device="meta")
+
+    def forward(self, x, rope, cache: KVCache, call: AttentionCall, control):
+        B, L, C = x.shape
+        zeros = torch.zeros_like(self.q_bias)
+        qkv = self.mat_qkv(x) + torch.cat([self.q_bias, zeros, self.v_bias]).to(x.dtype)
+        q, k, v = qkv.view(B, L, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        scale = self.scale_mul_1H11.float().clamp_max(LOG_MAX_ATTN_SCALE).exp()
+        q = apply_rope(F.normalize(q.float(), dim=-1).mul(scale), *rope).to(v.dtype)
+        k = apply_rope(F.normalize(k.float(), dim=-1), *rope).to(v.dtype)
+        k, v = cache.extend(call.layer, k, v)
+        out = plain_attention(q, k, v) if control is None else control(q, k, v, call)
+        return self.proj(out.transpose(1, 2).reshape(B, L, C))
+
+
+class CrossAttention(nn.Module):
+    """Each image row attends to the T5 tokens of its own prompt."""
+
+    def __init__(self, cfg: TransformerConfig, ops):
+        super().__init__()
+        C = cfg.embed_dim
+        self.num_heads = cfg.num_heads
+        self.mat_q = ops.Linear(C, C, device="meta")
+        self.mat_kv = ops.Linear(C, 2 * C, bias=False, device="meta")
+        self.v_bias = nn.Parameter(torch.empty(C, device="meta"))
+        self.proj = ops.Linear(C, C, device="meta")
+
+    def forward(self, x, cond: Condition):
+        B, L, C = x.shape
+        H = self.num_heads
+        q = self.mat_q(x).view(B, L, H, -1).transpose(1, 2)
+        memory = cond.memory.to(x.dtype)
+        kv = self.mat_kv(memory) + torch.cat([torch.zeros_like(self.v_bias), self.v_bias]).to(x.dtype)
+        k, v, mask = _pad_rows(kv.view(-1, 2, H, C // H), cond.lens)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(out.transpose(1, 2).reshape(B, L, C))
+
+
+def _pad_rows(kv: torch.Tensor, lens: list[int]):
+    """Packed [N, 2, H, hd] -> padded k, v [B, H, Lmax, hd] and a [B, 1, 1, Lmax] key mask."""
+    longest = max(lens)
+    pieces = torch.split(kv, lens)
+    padded = torch.stack([F.pad(p, (0, 0, 0, 0, 0, 0, 0, longest - p.shape[0])) for p in pieces])
+    k, v = padded.permute(2, 0, 3, 1, 4).unbind(0)
+    mask = torch.arange(longest, device=kv.device)[None] < torch.tensor(lens, device=kv.device)[:, None]
+    return k, v, mask[:, None, None, :]
+
+
+class FFN(nn.Module):
+    def __init__(self, cfg: TransformerConfig, ops):
+        super().__init__()
+        self.fc1 = ops.Linear(cfg.embed_dim, cfg.ffn_dim, device="meta")
+        self.fc2 = ops.Linear(cfg.ffn_dim, cfg.embed_dim, device="meta")
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    """Pre-norm block: AdaLN self-attention, cross-attention, AdaLN FFN."""
+
+    def __init__(self, cfg: TransformerConfig, ops):
+        super().__init__()
+        self.eps = cfg.norm_eps
+        self.ada_gss = nn.Parameter(torch.empty(1, 1, 6, cfg.embed_dim, device="meta"))
+        self.sa = SelfAttention(cfg, ops)
+        self.ca = CrossAttention(cfg, ops)
+        self.ffn = FFN(cfg, ops)
+        self.ca_norm = ops.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps, device="meta")
+
+    def forward(self, x, cond: Condition, rope, cache, call, control, dtype):
+        gate_sa, gate_ffn, scale_sa, scale_ffn, shift_sa, shift_ffn = (self.ada_gss.float() + cond.ada).unbind(2)
+        h = _ada_layer_norm(x, scale_sa, shift_sa, self.eps).to(dtype)
+        x = x + self.sa(h, rope, cache, call, control).float().mul_(gate_sa)
+        x = x + self.ca(self.ca_norm(x.to(dtype)), cond).float()
+        h = _ada_layer_norm(x, scale_ffn, shift_ffn, self.eps).to(dtype)
+        return x + self.ffn(h).float().mul(gate_ffn)
+
+
+class BlockChunk(nn.Module):
+    """Only here so the state-dict keys read `block_chunks.{c}.module.{j}` as in the release."""
+
+    def __init__(self, blocks):
+        super().__init__()
+        self.module = nn.ModuleList(blocks)
+
+
+class AttentivePool(nn.Module):
+    """The start token: one learned query per head attends over the prompt's tokens."""
+
+    def __init__(self, cfg: TransformerConfig, ops):
+        super().__init__()
+        D, heads = cfg.embed_dim, cfg.pool_heads
+        self.num_heads = heads
+        self.mat_q = nn.Parameter(torch.empty(1, heads, D // heads, device="meta"))
+        self.mat_kv = ops.Linear(cfg.text_channels, 2 * D, bias=False, device="meta")
+        self.v_bias = nn.Parameter(torch.empty(D, device="meta"))
+        self.proj = ops.Linear(D, D, device="meta")
+
+    def forward(self, text: torch.Tensor, lens: list[int]) -> torch.Tensor:
+        D = self.v_bias.shape[0]
+        kv = self.mat_kv(text) + torch.cat([torch.zeros_like(self.v_bias), self.v_bias])
+        k, v, mask = _pad_rows(kv.view(-1, 2, self.num_heads, D // self.num_heads), lens)
+        q = self.mat_q.expand(len(lens), -1, -1).unsqueeze(2)  # [B, heads, 1, hd]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(out.reshape(len(lens), D))
+
+
+class TextPoolWrapper(nn.Module):
+    def __init__(self, cfg, ops):
+        super().__init__()
+        self.ca = AttentivePool(cfg, ops)
+
+
+class HeadAdaLN(nn.Module):
+    def __init__(self, cfg: TransformerConfig, ops):
+        super().__init__()
+        self.eps = cfg.norm_eps
+        self.ada_lin = nn.Sequential(nn.SiLU(), ops.Linear(cfg.embed_dim, 2 * cfg.embed_dim, device="meta"))
+
+    def forward(self, x, pooled):
+        scale, shift = self.ada_lin(pooled).view(-1, 1, 2, x.shape[-1]).unbind(2)
+        return _ada_layer_norm(x, scale, shift, self.eps)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.empty(dim, device="meta"))
+
+    def forward(self, x):
+        x = x.float()
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(self.eps)) * self.weight
+
+
+class InfinityTransformer(nn.Module):
+    """Modules are created on the meta device; `load_transformer` or `build_random` fill them."""
+
+    def __init__(self, cfg: TransformerConfig, operations=None):
+        super().__init__()
+        ops = operations or nn
+        self.config = cfg
+        C, D, Ct5 = cfg.embed_dim, cfg.embed_dim, cfg.text_channels
+        self.cfg_uncond = nn.Parameter(torch.empty(cfg.text_maxlen, Ct5, device="meta"))
+        self.text_norm = RMSNorm(Ct5, cfg.norm_eps)
+        self.text_proj_for_sos = TextPoolWrapper(cfg, ops)
+        self.text_proj_for_ca = nn.Sequential(ops.Linear(Ct5, D, device="meta"), nn.GELU(approximate="tanh"),
+                                              ops.Linear(D, D, device="meta"))
+        self.pos_start = nn.Parameter(torch.empty(1, 1, C, device="meta"))
+        self.lvl_embed = ops.Embedding(NUM_LEVELS, C, device="meta")
+        self.word_embed = ops.Linear(cfg.codebook_dim, C, device="meta")
+        self.shared_ada_lin = nn.Sequential(nn.SiLU(), ops.Linear(D, 6 * C, device="meta"))
+        per_chunk = cfg.depth // cfg.block_chunks
+        blocks = [Block(cfg, ops) for _ in range(cfg.depth)]
+        self.block_chunks = nn.ModuleList(BlockChunk(blocks[c * per_chunk:(c + 1) * per_chunk])
+                                          for c in range(cfg.block_chunks))
+        self.head_nm = HeadAdaLN(cfg, ops)
+        self.head = ops.Linear(C, 2 * cfg.codebook_dim, device="meta")
+        self.attention_control = None
+        self.compute_dtype = torch.float32  # dtype the blocks compute in; the residual stays fp32
+        self._rope_cache: dict = {}
+
+    @property
+    def blocks(self) -> list[Block]:
+        return [b for chunk in self.block_chunks for b in chunk.module]
+
+    @property
+    def device(self) -> torch.device:
+        return self.pos_start.device
+
+    def null_text(self, lens: list[int]) -> TextBatch:
+        """The learned unconditional text: the first len_i rows of `cfg_uncond` per prompt."""
+        return TextBatch(torch.cat([self.cfg_uncond[:n] for n in lens]), list(lens))
+
+    def condition(self, text: TextBatch) -> Condition:
+        t = self.text_norm(text.features.to(self.device))
+        pooled = self.text_proj_for_sos.ca(t, text.lens)
+        memory = self.text_proj_for_ca(t)
+        ada = self.shared_ada_lin(pooled.float()).float().view(len(text), 1, 6, self.config.embed_dim)
+        return Condition(pooled, ada, memory, list(text.lens))
+
+    def start_tokens(self, cond: Condition) -> torch.Tensor:
+        return (cond.pooled.unsqueeze(1) + self.pos_start).float()
+
+    def embed_codes(self, codes_BLd: torch.Tensor) -> torch.Tensor:
+        return self.word_embed(codes_BLd.float())
+
+    def rope(self, schedule: Schedule):
+        key = (schedule.h_div_w, schedule.scales, self.device)
+        if key not in self._rope_cache:
+            self._rope_cache = {key: rope_tables(self.config.head_dim, schedule, self.device)}
+        return self._rope_cache[key]
+
+    def forward_scale(self, x: torch.Tensor, step: int, cond: Condition, schedule: Schedule,
+                      cache: KVCache) -> torch.Tensor:
+        """Hidden states [B, h*w, C] of scale `step`, given its input tokens x [B, h*w, C]."""
+        x = x + self.lvl_embed(torch.full(x.shape[:2], step, dtype=torch.long, device=x.device)).float()
+        rope = self.rope(schedule)[step]
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cond, rope, cache, AttentionCall(step, layer), self.attention_control, self.compute_dtype)
+        return x
+
+    def logits(self, hidden: torch.Tensor, cond: Condition) -> torch.Tensor:
+        """[B, L, 2*d]: logits of bit j being 0 / 1 at positions 2j / 2j+1."""
+        return self.head(self.head_nm(hidden.float(), cond.pooled.float()))
+
+    @contextlib.contextmanager
+    def controlled_attention(self, control):
+        """Route self-attention through `control` for the duration of one run, whatever happens."""
+        if self.attention_control is not None:
+            raise RuntimeError("An attention control is already installed on this model.")
+        self.attention_control = control
+        try:
+            yield self
+        finally:
+            self.attention_control = None
+
+    @torch.no_grad()
+    def teacher_forced_logits(self, text: TextBatch, x_wo_prefix: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+        """Logits of all scales at once for given inputs (training-style pass, no CFG)."""
+        cond = self.condition(text)
+        cache = KVCache()
+        counts = schedule.token_counts
+        inputs = [self.start_tokens(cond)] + list(torch.split(self.embed_codes(x_wo_prefix), counts[1:], dim=1))
+        return torch.cat([self.logits(self.forward_scale(x, si, cond, schedule, cache), cond)
+                          for si, x in enumerate(inputs)], dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and building
+
+WHAT = "an Infinity transformer checkpoint (infinity_2b_reg)"
+_REQUIRED_TOP = ("pos_start", "cfg_uncond", "text_norm.weight", "word_embed.weight",
+                 "block_chunks.0.module.0.ffn.fc1.weight", "block_chunks.0.module.0.sa.scale_mul_1H11")
+
+
+def _zero_buffer_names(state) -> list[str]:
+    return [k for k in state if k.endswith("zero_k_bias")]
+
+
+def load_transformer(path: str, device="cpu", dtype=torch.float32, operations=None) -> InfinityTransformer:
+    """Load a released Infinity checkpoint strictly. Blocks are cast to `dtype` (the compute
+    precision); the text, embedding and head modules stay fp32, as in the reference."""
+    from .checkpoint import check_state_dict, drop_zero_buffers, read_state_dict
+    from .config import config_from_state_dict
+    from .errors import CheckpointError
+
+    state = read_state_dict(path)
+    missing = [k for k in _REQUIRED_TOP if k not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path}: this is not {WHAT}.\n  missing: {', '.join(missing)}\n"
+            f"  the file starts with: {', '.join(list(state)[:5]) or '(no tensors)'}\n"
+            "Pick the transformer file (infinity_2b_reg.pth) for this slot; VAE and T5 files go in their own slots.")
+    state = drop_zero_buffers(path, state, _zero_buffer_names(state))
+    cfg = config_from_state_dict(state)
+    if cfg.depth % cfg.block_chunks:
+        raise CheckpointError(f"{path}: {cfg.depth} blocks do not split into {cfg.block_chunks} chunks; "
+                              "the file is not a complete Infinity checkpoint.")
+    model = InfinityTransformer(cfg, operations)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_state_dict(path, state, expected, WHAT)
+    model.load_state_dict(state, strict=True, assign=True)
+    del state
+    return _place(model, device, dtype)
+
+
+def _place(model: InfinityTransformer, device, dtype) -> InfinityTransformer:
+    model.float().to(device)
+    for block in model.blocks:
+        block.to(dtype)
+    model.compute_dtype = dtype
+    return model.eval().requires_grad_(False)
+
+
+def build_random_transformer(cfg: TransformerConfig, seed: int = 0, operations=None) -> InfinityTransformer:
+    """A random-weight model of any size, for tests and the demo; same classes as the real one."""
+    gen = torch.Generator().manual_seed(seed)
+    model = InfinityTransformer(cfg, operations)
+    state = {}
+    for name, meta in model.state_dict().items():
+        if name.endswith("scale_mul_1H11"):
+            value = torch.full(meta.shape, math.log(4.0))
+        elif name.endswith(("norm.weight", "text_norm.weight")):
+            value = 1 + 0.1 * torch.randn(meta.shape, generator=gen)
+        elif name.endswith("ada_gss"):
+            value = torch.randn(meta.shape, generator=gen) / cfg.embed_dim ** 0.5
+        else:
+            fan_in = meta.shape[-1] if meta.dim() > 1 else cfg.embed_dim
+            value = torch.randn(meta.shape, generator=gen) / fan_in ** 0.5
+        state[name] = value
+    model.load_state_dict(state, strict=True, assign=True)
+    return _place(model, "cpu", torch.float32)
