@@ -1,0 +1,9 @@
+"""InfinityStyle: training-free style personalization on Infinity (content, style and generation
+paths; Feature Initialization, Key Stage Attention Sharing, Adaptive Query Sharing)."""
+from .engine import stylize
+from .prompts import DEFAULT_TEMPLATE, StyleConditioning, encode_prompts, generation_prompt
+from .references import BITS_CACHE, StyleReference
+from .stages import Stages, describe_schedule, format_steps, parse_steps
+
+__all__ = ["stylize", "DEFAULT_TEMPLATE", "StyleConditioning", "encode_prompts", "generation_prompt",
+           "BITS_CACHE", "StyleReference", "Stages", "describe_schedule", "format_steps", "parse_steps"]

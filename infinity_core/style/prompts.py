@@ -1,0 +1,45 @@
+"""The three prompts of a stylized run: content "<content>", style "<style>", and generation
+"<content> in <style>" (the template is editable)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..errors import InfinityError
+from ..text import TextBatch
+
+DEFAULT_TEMPLATE = "{content} in {style}"
+
+
+def generation_prompt(content: str, style: str, template: str = DEFAULT_TEMPLATE) -> str:
+    if "{content}" not in template:
+        raise InfinityError(f"The generation template {template!r} must contain {{content}} "
+                            f"(and usually {{style}}), such as {DEFAULT_TEMPLATE!r}.")
+    return template.replace("{content}", content.strip()).replace("{style}", style.strip())
+
+
+@dataclass
+class StyleConditioning:
+    """Packed T5 features of the content, style and generation prompts (one row each) and of the
+    optional negative prompt, with the texts they came from."""
+    content: TextBatch
+    style: TextBatch
+    generation: TextBatch
+    negative: Optional[TextBatch]
+    texts: dict
+
+
+def encode_prompts(text_encoder, content: str, style: str, template: str = DEFAULT_TEMPLATE,
+                   negative: str = "") -> StyleConditioning:
+    for name, value in (("content", content), ("style", style)):
+        if not value or not value.strip():
+            raise InfinityError(f"The {name} prompt is empty: describe the {name} in a few words "
+                                f"(for example {'a cat' if name == 'content' else 'watercolor painting'!r}).")
+    prompts = [content.strip(), style.strip(), generation_prompt(content, style, template)]
+    if negative and negative.strip():
+        prompts.append(negative.strip())
+    text = text_encoder.encode(prompts)
+    return StyleConditioning(
+        content=text.select([0]), style=text.select([1]), generation=text.select([2]),
+        negative=text.select([3]) if len(prompts) == 4 else None,
+        texts=dict(zip(("content", "style", "generation", "negative"), prompts)))

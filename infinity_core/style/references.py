@@ -1,0 +1,112 @@
+"""Style and content images: fitted to the output frame and encoded to per-scale bits, once.
+
+Images use ComfyUI's IMAGE convention ([H, W, C] or [1, H, W, C] float in [0, 1]); masks are
+[H, W] in [0, 1] over the output image. Both are resized to cover the target size and
+centre-cropped, so any size or aspect works.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InfinityError
+from ..schedules import Schedule
+
+
+@dataclass
+class StyleReference:
+    """One style: an image (None = a text-only style, sampled from the style prompt), a weight
+    that scales its share of the shared attention (0 = off), and an optional mask of the output
+    regions it applies to."""
+    image: Optional[torch.Tensor] = None
+    weight: float = 1.0
+    mask: Optional[torch.Tensor] = None
+
+
+def _as_bchw(image: torch.Tensor) -> torch.Tensor:
+    if image.ndim == 4:
+        if image.shape[0] != 1:
+            raise InfinityError(f"Expected one image, got a batch of {image.shape[0]}; give each image separately.")
+        image = image[0]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+        raise InfinityError(f"Expected an image [H, W, C] with 1, 3 or 4 channels, got shape {tuple(image.shape)}.")
+    if image.shape[-1] == 1:
+        image = image.expand(-1, -1, 3)
+    return image[..., :3].permute(2, 0, 1)[None].float()  # alpha is dropped
+
+
+def _cover_crop(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    """Resize [B, C, h, w] to cover `size`, then take the centre crop of exactly that size."""
+    H, W = size
+    h, w = x.shape[-2:]
+    scale = max(H / h, W / w)
+    nh, nw = max(H, round(h * scale)), max(W, round(w * scale))
+    if (nh, nw) != (h, w):
+        kwargs = {"antialias": True} if mode == "bicubic" else {}
+        x = F.interpolate(x, size=(nh, nw), mode=mode, **kwargs)
+    top, left = (nh - H) // 2, (nw - W) // 2
+    return x[..., top:top + H, left:left + W]
+
+
+def fit_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """IMAGE -> [1, 3, H, W] in [-1, 1] at the output size."""
+    x = _cover_crop(_as_bchw(image), size, "bicubic").clamp(0, 1)
+    return x * 2 - 1
+
+
+def fit_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """MASK of any size -> [H, W] in [0, 1] at the output size."""
+    if mask.ndim == 3:
+        if mask.shape[0] != 1:
+            raise InfinityError(f"Expected one mask per style, got a batch of {mask.shape[0]}.")
+        mask = mask[0]
+    if mask.ndim != 2:
+        raise InfinityError(f"Expected a mask [H, W], got shape {tuple(mask.shape)}.")
+    return _cover_crop(mask.float()[None, None], size, "bilinear").clamp(0, 1)[0, 0]
+
+
+def mask_on_grid(mask: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """The share of each token cell of an (h, w) grid that the mask covers: [h, w]."""
+    return F.adaptive_avg_pool2d(mask[None, None], grid)[0, 0]
+
+
+class BitsCache:
+    """Per-scale bits of encoded images, by (image content, VAE, schedule): a style reused across
+    prompts or seeds is encoded once."""
+
+    def __init__(self, capacity: int = 16):
+        self.capacity = capacity
+        self._entries: OrderedDict = OrderedDict()
+        self.encodes = 0  # how many encodes ran, for tests and benchmarks
+
+    @staticmethod
+    def _vae_token(vae) -> str:
+        # id() can be reused after a VAE is freed; a token stored on the object cannot.
+        if not hasattr(vae, "_bits_cache_token"):
+            vae._bits_cache_token = uuid.uuid4().hex
+        return vae._bits_cache_token
+
+    def bits(self, vae, image: torch.Tensor, schedule: Schedule) -> list[torch.Tensor]:
+        pixels = image.detach().float().contiguous().cpu()
+        digest = hashlib.sha1(pixels.numpy().tobytes()).hexdigest() + str(tuple(pixels.shape))
+        key = (digest, self._vae_token(vae), schedule.scales)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        fitted = fit_image(image, schedule.image_hw).to(next(vae.parameters()).device)
+        with torch.no_grad():
+            value = [b.cpu() for b in vae.encode_bits(fitted, schedule.scales)]
+        self.encodes += 1
+        self._entries[key] = value
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+        return value
+
+
+BITS_CACHE = BitsCache()

@@ -1,0 +1,120 @@
+"""The stage schedule: which scale steps share keys (key stage) and blend queries (fine stage).
+
+Steps are 0-based indices into the model's scale schedule: at 1024^2, step 0 is the 1x1 scale
+and step 12 the 64x64 one. The paper's key stage {2, 3} is then 4x4 and 6x6, its fine stage
+{4..7} 8x8 to 20x20 (the reading of the same group's public Infinite-Story code).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import InfinityError
+from ..schedules import Schedule
+
+_STEP_ITEM = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+
+
+def parse_steps(text: str) -> frozenset[int]:
+    """'2,3' -> {2, 3}; '4-7' -> {4, 5, 6, 7}; '' -> the empty set."""
+    steps: set[int] = set()
+    for item in filter(str.strip, str(text).split(",")):
+        match = _STEP_ITEM.match(item)
+        if not match:
+            raise InfinityError(f"Could not read the step list {text!r}: write step numbers and ranges "
+                                "separated by commas, such as '2,3' or '4-7'.")
+        first, last = int(match[1]), int(match[2] or match[1])
+        if last < first:
+            raise InfinityError(f"In {text!r}, the range {first}-{last} runs backwards; write {last}-{first}.")
+        steps.update(range(first, last + 1))
+    return frozenset(steps)
+
+
+def format_steps(steps) -> str:
+    return ",".join(str(s) for s in sorted(steps))
+
+
+def grid_sizes(schedule: Schedule) -> str:
+    return ", ".join(f"{si}: {h}x{w}" for si, (h, w) in enumerate(schedule.scales))
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Where and how strongly the three mechanisms act.
+
+    key_strength / fine_strength in [0, 1] blend each stage's edit with plain attention (1 = the
+    paper). `layers` is an inclusive (first, last) block range, None = every block. `uncond`
+    applies the edits to the unconditional half of the CFG batch as well."""
+    key_steps: frozenset = frozenset({2, 3})
+    fine_steps: frozenset = frozenset({4, 5, 6, 7})
+    feature_init: bool = True
+    key_sharing: bool = True
+    query_sharing: bool = True
+    layers: tuple[int, int] | None = None
+    uncond: bool = True
+    key_strength: float = 1.0
+    fine_strength: float = 1.0
+
+    @property
+    def init_steps(self) -> frozenset[int]:
+        """Feature Initialization covers every step before the first key step."""
+        if not self.feature_init or not self.key_steps:
+            return frozenset()
+        return frozenset(range(min(self.key_steps)))
+
+    def shares_keys_at(self, step: int) -> bool:
+        return self.key_sharing and step in self.key_steps
+
+    def blends_queries_at(self, step: int) -> bool:
+        return self.query_sharing and step in self.fine_steps
+
+    def edits_layer(self, layer: int) -> bool:
+        return self.layers is None or self.layers[0] <= layer <= self.layers[1]
+
+    def style_needed_until(self) -> int:
+        """Last step that reads the style rows (-1: none)."""
+        steps = set(self.init_steps) | (set(self.key_steps) if self.key_sharing else set())
+        return max(steps, default=-1)
+
+    def content_needed_until(self) -> int:
+        """Last step that reads the content rows (-1: none)."""
+        steps = (set(self.key_steps) if self.key_sharing else set()) | (set(self.fine_steps) if self.query_sharing else set())
+        return max(steps, default=-1)
+
+    def validate(self, schedule: Schedule, depth: int) -> None:
+        last = len(schedule) - 1
+        for name, steps in (("key", self.key_steps), ("fine", self.fine_steps)):
+            bad = sorted(s for s in steps if not 0 <= s <= last)
+            if bad:
+                raise InfinityError(
+                    f"{name.capitalize()} step {format_steps(bad)} is out of range: this schedule has "
+                    f"{len(schedule)} scales, steps 0-{last} ({grid_sizes(schedule)}).")
+        overlap = self.key_steps & self.fine_steps
+        if overlap:
+            raise InfinityError(f"Step {format_steps(overlap)} is both a key step and a fine step; "
+                                "a step belongs to one stage.")
+        if (self.key_sharing or self.feature_init) and not self.key_steps:
+            raise InfinityError("The key stage is empty: give key steps (such as '2,3'), or turn off "
+                                "Key Stage Attention Sharing and Feature Initialization.")
+        if self.query_sharing and not self.fine_steps:
+            raise InfinityError("The fine stage is empty: give fine steps (such as '4-7'), or turn off "
+                                "Adaptive Query Sharing.")
+        if self.layers is not None:
+            first, last_layer = self.layers
+            if not 0 <= first <= last_layer < depth:
+                raise InfinityError(f"Layer range {first}-{last_layer} does not fit this model's "
+                                    f"{depth} blocks (0-{depth - 1}).")
+        for name, value in (("key", self.key_strength), ("fine", self.fine_strength)):
+            if not 0.0 <= value <= 1.0:
+                raise InfinityError(f"The {name} strength must be between 0 and 1, got {value}.")
+
+
+def describe_schedule(schedule: Schedule, stages: Stages) -> list[tuple[int, tuple[int, int], str]]:
+    """(step, grid, role) per scale; role is 'init', 'key', 'fine' or ''."""
+    def role(si):
+        if si in stages.key_steps:
+            return "key"
+        if si in stages.fine_steps:
+            return "fine"
+        return "init" if si in stages.init_steps else ""
+    return [(si, hw, role(si)) for si, hw in enumerate(schedule.scales)]
