@@ -1,0 +1,23 @@
+"""Tiny random models for tests, built from the same classes as the real ones."""
+import torch
+
+from infinity_core.config import TransformerConfig
+from infinity_core.text import TextBatch
+from infinity_core.transformer import build_random_transformer
+from infinity_core.vae import VAEConfig, build_random_vae
+
+TINY_TRANSFORMER = TransformerConfig(depth=4, embed_dim=64, num_heads=2, text_channels=128, block_chunks=2)
+TINY_VAE = VAEConfig(32, (1, 1, 1, 1, 1), 1, 32)
+
+
+def tiny_models(seed: int = 0):
+    return build_random_transformer(TINY_TRANSFORMER, seed), build_random_vae(TINY_VAE, seed)
+
+
+def random_text(tokens: int, seed: int, channels: int = 128) -> TextBatch:
+    gen = torch.Generator().manual_seed(seed)
+    return TextBatch(torch.randn(tokens, channels, generator=gen), [tokens])
+
+
+def random_image(h: int, w: int, seed: int, channels: int = 3) -> torch.Tensor:
+    return torch.rand(h, w, channels, generator=torch.Generator().manual_seed(seed))
