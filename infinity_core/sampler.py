@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from .quantizer import bits_to_codes, resize
 from .schedules import Schedule

@@ -12,7 +12,7 @@ from infinity_core.config import config_from_state_dict
 from infinity_core.sampler import SamplingSettings, generate
 from infinity_core.text import TextBatch
 from infinity_core.transformer import load_transformer
-from infinity_core.vae import load_vae
+from infinity_core.vae import VAEConfig, load_vae
 
 
 @pytest.fixture(scope="module", params=case_names())
@@ -27,7 +27,8 @@ def models(case, tmp_path_factory):
     transformer_file = folder / "transformer.safetensors"
     save_file(case.part("transformer"), str(transformer_file))
     vae_file = folder / "vae.pth"
-    torch.save({"vae": case.part("vae")}, vae_file)
+    weights = {k: v for k, v in case.part("vae").items() if k.startswith(("encoder.", "decoder.", "quantize"))}
+    torch.save({"vae": weights}, vae_file)
     return load_transformer(str(transformer_file)), load_vae(str(vae_file))
 
 
@@ -46,6 +47,8 @@ def test_architecture_read_from_shapes(case, models):
         expected["depth"], expected["embed_dim"], expected["num_heads"], expected["mlp_ratio"],
         expected["text_channels"], expected["block_chunks"])
     assert config_from_state_dict(case.part("transformer")) == cfg
+    vae = case.meta["vae"]
+    assert models[1].config == VAEConfig(vae["base_ch"], tuple(vae["ch_mult"]), vae["num_res_blocks"], vae["z_channels"])
 
 
 def test_vae_encoder(case, models):
