@@ -1,13 +1,10 @@
 """Tiny random models for tests, built from the same classes as the real ones."""
 import torch
 
-from infinity_core.config import TransformerConfig
 from infinity_core.text import TextBatch
+from infinity_core.tiny import TINY_TRANSFORMER, TINY_VAE
 from infinity_core.transformer import build_random_transformer
-from infinity_core.vae import VAEConfig, build_random_vae
-
-TINY_TRANSFORMER = TransformerConfig(depth=4, embed_dim=64, num_heads=2, text_channels=128, block_chunks=2)
-TINY_VAE = VAEConfig(32, (1, 1, 1, 1, 1), 1, 32)
+from infinity_core.vae import build_random_vae
 
 
 def tiny_models(seed: int = 0):

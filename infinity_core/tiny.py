@@ -1,0 +1,34 @@
+"""A tiny random-weight model set, built from the same classes as the real models and written to
+real files laid out like ComfyUI's models/ folder. Tests and the demo use it where the real
+weights are absent; its images are noise."""
+from __future__ import annotations
+
+import os
+
+import torch
+from safetensors.torch import save_file
+
+from .config import TransformerConfig
+from .tiny_t5 import write_tiny_t5
+from .transformer import build_random_transformer
+from .vae import VAEConfig, build_random_vae, vae_state_dict_for_file
+
+TINY_TRANSFORMER = TransformerConfig(depth=4, embed_dim=64, num_heads=2, text_channels=128, block_chunks=2)
+TINY_VAE = VAEConfig(32, (1, 1, 1, 1, 1), 1, 32)
+TINY_FILES = {"transformer": ("infinity", "tiny-random-infinity.safetensors"),
+              "vae": ("vae", "tiny-random-vae.pth"),
+              "text_encoder": ("text_encoders", "tiny-random-t5")}
+
+
+def write_tiny_models(models_dir: str, seed: int = 0) -> dict[str, str]:
+    """Write (once) the tiny set under `models_dir`; returns the path of each part by kind."""
+    paths = {kind: os.path.join(models_dir, sub, name) for kind, (sub, name) in TINY_FILES.items()}
+    if not os.path.isfile(paths["transformer"]):
+        os.makedirs(os.path.dirname(paths["transformer"]), exist_ok=True)
+        save_file(build_random_transformer(TINY_TRANSFORMER, seed).state_dict(), paths["transformer"])
+    if not os.path.isfile(paths["vae"]):
+        os.makedirs(os.path.dirname(paths["vae"]), exist_ok=True)
+        torch.save({"vae": vae_state_dict_for_file(build_random_vae(TINY_VAE, seed))}, paths["vae"])
+    if not os.path.isfile(os.path.join(paths["text_encoder"], "config.json")):
+        write_tiny_t5(paths["text_encoder"], d_model=TINY_TRANSFORMER.text_channels, seed=seed)
+    return paths
