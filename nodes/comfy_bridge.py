@@ -1,0 +1,188 @@
+"""Everything the pack takes from ComfyUI, in one module: model folders, devices and dtypes, the
+memory manager, layer factories, the progress bar and the cancel check.
+
+Outside ComfyUI (tests, run_workflow.py) the same calls fall back to the CPU in fp32, a local
+models folder (`use_models_dir`), no progress bar and no cancel.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+
+try:
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.ops
+    import comfy.utils
+    import folder_paths
+    IN_COMFY = True
+except ImportError:
+    IN_COMFY = False
+
+# ComfyUI folder name -> what goes there (for messages)
+MODEL_FOLDERS = {
+    "infinity": "the Infinity transformer (infinity_2b_reg.pth)",
+    "vae": "the BSQ VAE (infinity_vae_d32reg.pth)",
+    "text_encoders": "the T5 text encoder folder (flan-t5-xl: config.json, tokenizer and weights)",
+}
+WEIGHT_EXTENSIONS = {".pth", ".pt", ".safetensors", ".sft"}
+PREVIEW_MAX_SIZE = 512  # ComfyUI's default --preview-size
+COMPUTE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)  # not fp8 (ComfyUI's --fp8-unet flags)
+
+_local_models_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
+
+
+def use_models_dir(path: str) -> None:
+    """Outside ComfyUI: the folder laid out like ComfyUI's models/ (infinity/, vae/, text_encoders/)."""
+    global _local_models_dir
+    _local_models_dir = os.path.abspath(path)
+
+
+# --- model folders ---------------------------------------------------------------------------------
+
+def register_model_folders() -> None:
+    """Add models/<folder> for each of our folders, after any path the user set in
+    extra_model_paths.yaml (those stay first), and make sure our weight extensions are listed."""
+    if not IN_COMFY:
+        return
+    for name in MODEL_FOLDERS:
+        folder_paths.add_model_folder_path(name, os.path.join(folder_paths.models_dir, name))
+        paths, extensions = folder_paths.folder_names_and_paths[name]
+        folder_paths.folder_names_and_paths[name] = (paths, set(extensions) | WEIGHT_EXTENSIONS)
+
+
+def search_dirs(folder: str) -> list[str]:
+    if IN_COMFY:
+        register_model_folders()
+        return folder_paths.get_folder_paths(folder)
+    return [os.path.join(_local_models_dir, folder)]
+
+
+def _walk(folder: str):
+    """(relative name with '/', full path, is_dir) of everything under the folder's search dirs."""
+    for root in search_dirs(folder):
+        for here, dirs, files in os.walk(root, followlinks=True):
+            rel = os.path.relpath(here, root).replace(os.sep, "/")
+            prefix = "" if rel == "." else rel + "/"
+            yield from ((prefix + d, os.path.join(here, d), True) for d in dirs)
+            yield from ((prefix + f, os.path.join(here, f), False) for f in files)
+
+
+def model_files(folder: str) -> list[str]:
+    return sorted({name for name, _, is_dir in _walk(folder)
+                   if not is_dir and os.path.splitext(name)[1].lower() in WEIGHT_EXTENSIONS})
+
+
+def model_dirs(folder: str) -> list[str]:
+    """Sub-folders that hold a Hugging Face model (a config.json)."""
+    return sorted({name for name, path, is_dir in _walk(folder)
+                   if is_dir and os.path.isfile(os.path.join(path, "config.json"))})
+
+
+def find_model(folder: str, name: str) -> Optional[str]:
+    """Full path of `name` (a file or folder) in the folder's search dirs, or None."""
+    name = os.path.relpath(os.path.join("/", name), "/")  # no escaping the folder with ../
+    for root in search_dirs(folder):
+        path = os.path.join(root, name)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+# --- devices, dtypes, layers ------------------------------------------------------------------------
+
+_DEVICES = {  # kind -> ComfyUI's (compute device, offload device) functions
+    "transformer": ("get_torch_device", "unet_offload_device"),
+    "vae": ("vae_device", "vae_offload_device"),
+    "text": ("text_encoder_device", "text_encoder_offload_device"),
+}
+
+
+def devices(kind: str) -> tuple[torch.device, torch.device]:
+    """(compute device, offload device) ComfyUI picks for a 'transformer', 'vae' or 'text' model."""
+    if not IN_COMFY:
+        return torch.device("cpu"), torch.device("cpu")
+    compute, offload = _DEVICES[kind]
+    return getattr(mm, compute)(), getattr(mm, offload)()
+
+
+def auto_dtype(kind: str, device: torch.device, params: int = 0) -> torch.dtype:
+    """ComfyUI's choice for this model on this device (its --fp16-*/--bf16-*/--fp32-* flags win)."""
+    if not IN_COMFY:
+        return torch.float32
+    if kind == "transformer":  # trained in bf16; fp16 has no track record on Infinity
+        dtype = mm.unet_dtype(device, model_params=params, supported_dtypes=[torch.bfloat16, torch.float32])
+        return dtype if dtype in COMPUTE_DTYPES else torch.bfloat16  # the blocks compute in their storage dtype
+    dtype = mm.vae_dtype(device) if kind == "vae" else mm.text_encoder_dtype(device)
+    return dtype if mm.supports_dtype(device, dtype) else torch.float32
+
+
+def operations():
+    """ComfyUI's layer classes, so its memory manager can stream weights in low-VRAM mode."""
+    return comfy.ops.disable_weight_init if IN_COMFY else None
+
+
+def intermediate_device() -> torch.device:
+    return mm.intermediate_device() if IN_COMFY else torch.device("cpu")
+
+
+# --- memory manager ---------------------------------------------------------------------------------
+
+class _Shell(torch.nn.Module):
+    """ModelPatcher writes `model.device`, which the engine's models (and Hugging Face's) expose
+    read-only; the patcher gets this shell around the module instead."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.inner = module
+
+
+@dataclass(frozen=True)
+class Managed:
+    """A loaded model as it travels between nodes: `obj` is what the nodes call, `patcher` is
+    ComfyUI's handle on its weights (None outside ComfyUI)."""
+    obj: Any
+    patcher: Any = None
+
+
+def manage(obj: Any, module: torch.nn.Module, kind: str) -> Managed:
+    if not IN_COMFY:
+        return Managed(obj)
+    load_device, offload_device = devices(kind)
+    return Managed(obj, comfy.model_patcher.ModelPatcher(_Shell(module), load_device, offload_device))
+
+
+def load(*models: Managed, memory_required: int = 0) -> None:
+    """Bring the models to their compute device (ComfyUI frees room for them and may offload
+    others, keeping `memory_required` bytes free for activations).
+
+    Always whole: a partial (low-VRAM) load moves only leaf layers, and the engine's models keep
+    parameters on inner modules too (pos_start, q_bias, ada_gss...) that would stay behind."""
+    if IN_COMFY:
+        mm.load_models_gpu([m.patcher for m in models], memory_required=memory_required, force_full_load=True)
+
+
+# --- progress and cancel ----------------------------------------------------------------------------
+
+class Progress:
+    """The node's progress bar, with an optional preview picture per update."""
+
+    def __init__(self, total: int):
+        self.bar = comfy.utils.ProgressBar(total) if IN_COMFY else None
+        self.total = total
+
+    def update(self, value: int, preview: Optional[Callable[[], Any]] = None) -> None:
+        """`preview()` makes a PIL image; it is only called when ComfyUI will show it."""
+        if self.bar is not None:
+            picture = preview() if preview is not None else None
+            self.bar.update_absolute(value, self.total,
+                                     ("JPEG", picture, PREVIEW_MAX_SIZE) if picture is not None else None)
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception if the user pressed cancel."""
+    if IN_COMFY:
+        mm.throw_exception_if_processing_interrupted()

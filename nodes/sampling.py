@@ -1,0 +1,145 @@
+"""The scale-wise sampler: stylized (three prompts) or plain text-to-image, one node for both."""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+import torch
+
+from ..infinity_core.errors import InfinityError
+from ..infinity_core.sampler import SamplingSettings, generate
+from ..infinity_core.schedules import H_DIV_W_TEMPLATES, PIXEL_BUDGETS, Schedule, schedule, schedule_for_size
+from ..infinity_core.style import Stages, StyleReference, stylize
+from . import comfy_bridge as bridge
+from ._api import io
+from .common import CATEGORY, CodesIO, ConditioningIO, ContentIO, ModelIO, StagesIO, StyleIO, VaeIO, user_errors
+from .conditioning import PlainConditioning
+from .decode import preview_picture
+from .stages import for_model
+
+SEED_RANGE = 2 ** 64  # torch generators take seeds below this; seed + i wraps around
+
+
+def _aspect_label(h_div_w: float) -> str:
+    ratio = Fraction(h_div_w).limit_denominator(7)  # h/w; the templates are 1:1 ... 1:3 and 3:1
+    shape = "square" if ratio == 1 else "portrait" if ratio > 1 else "landscape"
+    return f"{ratio.denominator}:{ratio.numerator} {shape}"
+
+
+ASPECTS = {_aspect_label(t): t for t in H_DIV_W_TEMPLATES}  # "W:H shape" -> h/w template
+CUSTOM, FROM_CONTENT = "custom (custom_size)", "from content image"
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX*]\s*(\d+)\s*$")
+
+
+@dataclass
+class Codes:
+    """Sampled images before decoding: summed codes [B, 32, 1, H, W] and the schedule they follow."""
+    summed: torch.Tensor
+    schedule: Schedule
+
+
+def make_schedule(aspect: str, custom_size: str, pixel_budget: str, content) -> Schedule:
+    if aspect == FROM_CONTENT:
+        if content is None:
+            raise InfinityError(f"Aspect '{FROM_CONTENT}' needs a content image: connect Infinity Content Image "
+                                "Encoder, or pick an aspect.")
+        return schedule_for_size(content.shape[0], content.shape[1], pixel_budget)
+    if aspect == CUSTOM:
+        match = _SIZE.match(custom_size)
+        if not match:
+            raise InfinityError(f"Could not read the size {custom_size!r}: write width x height, such as 1024x768.")
+        width, height = int(match[1]), int(match[2])
+        return schedule_for_size(height, width, pixel_budget)
+    return schedule(ASPECTS[aspect], pixel_budget)
+
+
+def _cache_bytes(model, schedule: Schedule, rows: int) -> int:
+    """The KV cache of one pass: what sampling needs beyond the weights."""
+    cfg = model.config
+    return 2 * cfg.depth * rows * sum(schedule.token_counts) * cfg.embed_dim * model.compute_dtype.itemsize
+
+
+def _reporter(vae, plan: Schedule, images: int):
+    """The per-scale callback: stop here if the user cancelled, else advance the bar with a preview."""
+    progress, done = bridge.Progress(len(plan) * images), itertools.count(1)
+
+    def on_scale(event):
+        bridge.check_interrupt()
+        progress.update(next(done), lambda: preview_picture(vae, event.summed_codes, plan.scales[event.step]))
+    return on_scale
+
+
+class Sampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="InfinityStyleSampler",
+            display_name="Infinity Scale-wise Sampler",
+            category=CATEGORY,
+            description="Generates scale by scale (1x1 up to the full grid), with a preview per scale. With Infinity "
+                        "Style Prompts it runs the content, style and generation paths; with Infinity Text Encode "
+                        "(plain) it is plain text-to-image. Image i of a batch uses seed + i.",
+            inputs=[
+                ModelIO.Input("model", tooltip="From Infinity Loader."),
+                VaeIO.Input("vae", tooltip="From Infinity Loader: encodes style and content images, decodes previews."),
+                ConditioningIO.Input("conditioning", tooltip="Infinity Three-Prompt Conditioner (stylized) or "
+                                                           "Infinity Text Encode (plain text-to-image)."),
+                StyleIO.Input("styles", optional=True, tooltip="Style images from Infinity Style Image Encoder. Not "
+                                                             "connected: the style prompt alone is the style."),
+                StagesIO.Input("stages", optional=True, tooltip="From Infinity Stage Scheduler. Not connected: the "
+                                                              "paper's defaults (key 2,3, fine 4-7, all on)."),
+                ContentIO.Input("content", optional=True,
+                                tooltip="From Infinity Content Image Encoder, to restyle a picture."),
+                io.Int.Input("seed", default=0, min=0, max=SEED_RANGE - 1, control_after_generate=True,
+                             tooltip="Random seed. Image i of a batch uses seed + i, so any image can be remade "
+                                     "alone."),
+                io.Float.Input("cfg", default=3.0, min=1.0, max=20.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance. 3 is Infinity's usual value; 1 turns it off."),
+                io.Float.Input("tau", default=0.5, min=0.05, max=2.0, step=0.05, round=0.01,
+                               tooltip="Sampling temperature: lower is plainer and more stable, higher more varied."),
+                io.Int.Input("top_k", default=900, min=0, max=1000,
+                             tooltip="Keep the k likeliest outcomes of each bit. A bit has two, so any k of 2 or more "
+                                     "keeps both (as Infinity's 900 does); 1 always takes the likelier; 0 = off."),
+                io.Float.Input("top_p", default=0.97, min=0.0, max=1.0, step=0.01,
+                               tooltip="Drop a bit outcome whose probability is under 1 - top_p. 0 = off."),
+                io.Combo.Input("aspect", options=[*ASPECTS, CUSTOM, FROM_CONTENT], default=_aspect_label(1.0),
+                               tooltip="Width:height of the image, one of the 15 shapes Infinity was trained on. "
+                                       "custom = the nearest shape to custom_size; or the content image's shape."),
+                io.String.Input("custom_size", default="1024x1024",
+                                tooltip="Width x height for aspect 'custom'. Only the shape counts: the pixel budget "
+                                        "sets the size."),
+                io.Combo.Input("pixel_budget", options=list(PIXEL_BUDGETS), default="1M",
+                               tooltip="Image size: 1M is about 1024x1024 (13 scales), which Infinity-2B is made "
+                                       "for; 0.60M, 0.25M and 0.06M stop after 12, 10 and 7 scales."),
+                io.Int.Input("batch_size", default=1, min=1, max=16,
+                             tooltip="Images per run, with seeds seed, seed+1, ..."),
+            ],
+            outputs=[CodesIO.Output(display_name="codes")],
+        )
+
+    @classmethod
+    @user_errors
+    def execute(cls, model, vae, conditioning, seed, cfg, tau, top_k, top_p, aspect, custom_size, pixel_budget,
+                batch_size, styles=None, stages=None, content=None):
+        plan = make_schedule(aspect, custom_size, pixel_budget, content)
+        settings = SamplingSettings(cfg=cfg, tau=tau, top_k=top_k, top_p=top_p)
+        seeds = [(seed + i) % SEED_RANGE for i in range(batch_size)]
+        net, guided = model.obj, settings.guided(len(plan))
+        on_scale = _reporter(vae.obj, plan, batch_size)
+
+        if isinstance(conditioning, PlainConditioning):
+            if styles or stages or content is not None:
+                raise InfinityError("A plain prompt (Infinity Text Encode) has no style path: use Infinity "
+                                    "Three-Prompt Conditioner with style images, stages or a content image.")
+            bridge.load(model, vae, memory_required=_cache_bytes(net, plan, batch_size * (1 + guided)))
+            text = conditioning.text.select([0] * batch_size)
+            summed = generate(net, text, plan, seeds, settings, negative=conditioning.negative,
+                              callback=on_scale).summed_codes
+        else:
+            styles = list(styles or [StyleReference()])  # none connected: a text-only style
+            bridge.load(model, vae, memory_required=_cache_bytes(net, plan, (2 + len(styles)) * (1 + guided)))
+            summed = stylize(net, vae.obj, conditioning, styles, for_model(stages or Stages(), net.config.depth),
+                             plan, seeds, settings, content_image=content, callback=on_scale)
+        return io.NodeOutput(Codes(summed.to(bridge.intermediate_device()), plan))

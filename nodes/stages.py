@@ -1,0 +1,74 @@
+"""The stage scheduler: where and how strongly the paper's three mechanisms act."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..infinity_core import style
+from ._api import io, ui
+from .common import CATEGORY, StagesIO, user_errors
+from .schedule_picture import as_image_tensor, draw_schedule
+
+LAST_BLOCK = -1  # last_layer value meaning "through the model's last block"
+
+
+def _switch(name: str, tooltip: str):
+    return io.Boolean.Input(name, default=True, label_on="on", label_off="off", tooltip=tooltip)
+
+
+def _strength(name: str, tooltip: str):
+    return io.Float.Input(name, default=1.0, min=0.0, max=1.0, step=0.05, tooltip=tooltip)
+
+
+def for_model(stages: style.Stages, depth: int) -> style.Stages:
+    """The stages with an open layer range closed at the model's last block (only the model knows it)."""
+    if stages.layers is not None and stages.layers[1] == LAST_BLOCK:
+        return replace(stages, layers=(stages.layers[0], depth - 1))
+    return stages
+
+
+class StageScheduler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="InfinityStyleStageScheduler",
+            display_name="Infinity Stage Scheduler",
+            category=CATEGORY,
+            description="Which scale steps share attention with the style (key stage) and blend the content's "
+                        "queries (fine stage), and which mechanisms are on. Steps count from 0 (the 1x1 scale); "
+                        "the picture shows each step's grid. Defaults are the paper's.",
+            inputs=[
+                io.String.Input("key_steps", default="2,3",
+                                tooltip="Key stage steps: numbers and ranges such as '2,3' or '2-3'. The generated "
+                                        "image attends to the style image here."),
+                io.String.Input("fine_steps", default="4-7",
+                                tooltip="Fine stage steps, such as '4-7'. The generated image's queries are blended "
+                                        "with the content's here, keeping the content's layout."),
+                _switch("feature_init", "Feature Initialization: before the key stage the generated image starts "
+                                        "from the style image's tokens."),
+                _switch("key_sharing", "Key Stage Attention Sharing: at key steps, attend with the content's query "
+                                       "to content and style keys, and to generated and style values."),
+                _switch("query_sharing", "Adaptive Query Sharing: at fine steps, blend the generated image's "
+                                         "queries with the content's by their cosine similarity."),
+                io.Int.Input("first_layer", default=0, min=0, max=255,
+                             tooltip="First transformer block the sharing edits (0 = the first)."),
+                io.Int.Input("last_layer", default=LAST_BLOCK, min=LAST_BLOCK, max=255,
+                             tooltip="Last transformer block the sharing edits (-1 = the last; Infinity-2B has 0-31)."),
+                io.Boolean.Input("apply_to_uncond", default=True, label_on="on", label_off="off",
+                                 tooltip="Make the same edits in the unconditional half of classifier-free guidance."),
+                _strength("key_strength", "Blend of Key Stage Attention Sharing with plain attention (1 = full)."),
+                _strength("fine_strength", "Blend of Adaptive Query Sharing with plain attention (1 = full)."),
+            ],
+            outputs=[StagesIO.Output(display_name="stages")],
+        )
+
+    @classmethod
+    @user_errors
+    def execute(cls, key_steps, fine_steps, feature_init, key_sharing, query_sharing, first_layer, last_layer,
+                apply_to_uncond, key_strength, fine_strength):
+        stages = style.Stages(
+            key_steps=style.parse_steps(key_steps), fine_steps=style.parse_steps(fine_steps),
+            feature_init=feature_init, key_sharing=key_sharing, query_sharing=query_sharing,
+            layers=None if (first_layer, last_layer) == (0, LAST_BLOCK) else (first_layer, last_layer),
+            uncond=apply_to_uncond, key_strength=key_strength, fine_strength=fine_strength)
+        picture = as_image_tensor(draw_schedule(stages))
+        return io.NodeOutput(stages, ui=ui.PreviewImage(picture, cls=cls))

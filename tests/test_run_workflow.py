@@ -1,0 +1,79 @@
+"""run_workflow.py: a shipped workflow end to end outside ComfyUI, with tiny random models on a fresh
+machine, or with the files of a models folder."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import run_workflow as rw
+from infinity_core.tiny import TINY_FILES
+
+REPO = Path(__file__).resolve().parents[1]
+NOISE_NOTICE = "NOISE FROM UNTRAINED WEIGHTS"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """The tiny model set, built once for this module (the command builds it when missing)."""
+    folder = tmp_path_factory.mktemp("cache")
+    rw.build_tiny_models(folder, rw.load_pack().__name__)
+    return folder
+
+
+def test_fresh_machine_runs_the_main_workflow_on_tiny_models_and_says_so(tmp_path, cache):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "run_workflow.py"), str(REPO / "workflows" / "infinity_style_basic.json"),
+         "--out", str(tmp_path / "out"), "--cache", str(cache), "--models", str(tmp_path / "none")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 2 and "not in" in result.stderr  # an explicit --models must hold the files
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "run_workflow.py"), str(REPO / "workflows" / "infinity_style_basic.json"),
+         "--out", str(tmp_path / "out"), "--cache", str(cache)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**os.environ, "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert NOISE_NOTICE in result.stdout
+    saved = tmp_path / "out" / "InfinityStyle_00001_.png"
+    assert saved.is_file() and Image.open(saved).size == (1024, 1024)
+    assert (tmp_path / "out" / "InfinityStyleStageScheduler_6_00001_.png").is_file()  # the schedule picture
+
+
+def test_models_folder_with_the_real_file_names_is_used(tmp_path, cache, capsys):
+    """A folder laid out like ComfyUI's models/, holding (tiny) files under the released names."""
+    models = tmp_path / "models"
+    for folder, name, tiny in (("infinity", "infinity_2b_reg.pth", TINY_FILES["transformer"][1]),
+                               ("vae", "infinity_vae_d32reg.pth", TINY_FILES["vae"][1])):
+        (models / folder).mkdir(parents=True)
+        if tiny.endswith(".safetensors"):
+            from safetensors.torch import load_file
+            torch.save(load_file(str(cache / folder / tiny)), models / folder / name)  # .pth, as released
+        else:
+            (models / folder / name).write_bytes((cache / folder / tiny).read_bytes())
+    (models / "text_encoders").mkdir()
+    (models / "text_encoders" / "flan-t5-xl").symlink_to(cache / "text_encoders" / TINY_FILES["text_encoder"][1])
+
+    workflow = tmp_path / "t2i.json"
+    data = json.loads((REPO / "workflows" / "infinity_text_to_image.json").read_text())
+    sampler = next(n for n in data["nodes"] if n["type"] == "InfinityStyleSampler")
+    sampler["widgets_values"][-2] = "0.06M"  # pixel_budget: a quick run
+    workflow.write_text(json.dumps(data))
+
+    assert rw.main([str(workflow), "--models", str(models), "--out", str(tmp_path / "out")]) == 0
+    assert NOISE_NOTICE not in capsys.readouterr().out
+    assert Image.open(tmp_path / "out" / "Infinity_00001_.png").size == (256, 256)
+
+
+def test_a_workflow_that_does_not_fit_the_nodes_is_refused_clearly(tmp_path, cache, capsys):
+    data = json.loads((REPO / "workflows" / "infinity_text_to_image.json").read_text())
+    next(n for n in data["nodes"] if n["type"] == "InfinityStyleSampler")["widgets_values"][0] = -5
+    workflow = tmp_path / "bad.json"
+    workflow.write_text(json.dumps(data))
+    assert rw.main([str(workflow), "--cache", str(cache), "--out", str(tmp_path / "out")]) == 2
+    assert "seed = -5 is outside" in capsys.readouterr().err

@@ -1,0 +1,151 @@
+"""The shipped workflows (UI format v0.4) against the node definitions: node types exist, widget
+values are in order and in range (with the seed's control entry), link types match, every required
+input is linked. Core ComfyUI nodes are described here as ComfyUI 0.8 defines them."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+import run_workflow as rw
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+REAL_MODELS = {"transformer": "infinity_2b_reg.pth", "vae": "infinity_vae_d32reg.pth", "text_encoder": "flan-t5-xl"}
+
+# Core nodes as ComfyUI 0.8 defines them (nodes.py, comfy_extras/nodes_images.py): sockets, outputs,
+# and widgets in widgets_values order. LoadImage's image_upload option makes the front end add an
+# "upload" button whose saved value is "image".
+CORE = {
+    "LoadImage": {"sockets": {}, "outputs": ["IMAGE", "MASK"],
+                  "widgets": [("image", "COMBO", None), ("upload", "IMAGEUPLOAD", ["image"])]},
+    "SaveImage": {"sockets": {"images": ("IMAGE", False)}, "outputs": [],
+                  "widgets": [("filename_prefix", "STRING", None)]},
+    "PreviewImage": {"sockets": {"images": ("IMAGE", False)}, "outputs": [], "widgets": []},
+    "ImageBatch": {"sockets": {"image1": ("IMAGE", False), "image2": ("IMAGE", False)}, "outputs": ["IMAGE"],
+                   "widgets": []},
+    "ImageStitch": {"sockets": {"image1": ("IMAGE", False), "image2": ("IMAGE", True)}, "outputs": ["IMAGE"],
+                    "widgets": [("direction", "COMBO", ["right", "down", "left", "up"]),
+                                ("match_image_size", "BOOLEAN", None), ("spacing_width", "INT", None),
+                                ("spacing_color", "COMBO", ["white", "black", "red", "green", "blue"])]},
+}
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return rw.all_specs(rw.pack_nodes(rw.load_pack("infinitystyle_workflows")))
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def nodes_of(workflow: dict, node_type: str) -> list[dict]:
+    return [n for n in workflow["nodes"] if n["type"] == node_type]
+
+
+def test_the_runner_describes_core_nodes_as_comfyui_does():
+    assert set(rw.CORE_NODES) == set(CORE)
+    for name, spec in rw.CORE_NODES.items():
+        assert spec.sockets == CORE[name]["sockets"] and spec.outputs == CORE[name]["outputs"]
+        assert [(w.name, w.type, w.options) for w in spec.widgets] == CORE[name]["widgets"]
+    assert [(w.min, w.max) for w in rw.CORE_NODES["ImageStitch"].widgets if w.type == "INT"] == [(0, 1024)]
+
+
+def test_the_expected_workflows_are_shipped():
+    assert {p.name for p in WORKFLOWS} == {
+        "infinity_style_basic.json", "infinity_style_multi_style.json", "infinity_style_restyle.json",
+        "infinity_style_text_only.json", "infinity_style_ablation.json", "infinity_text_to_image.json"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_fits_the_node_definitions(specs, path):
+    workflow = load(path)
+    assert rw.check_workflow(workflow, specs) == []
+    assert {n["type"] for n in workflow["nodes"]} <= set(specs) | rw.FRONTEND_ONLY
+    assert all(link[5] == link[5].upper() for link in workflow["links"])
+    assert rw.execution_order(workflow)  # no cycle
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_names_the_real_models_and_shipped_images(specs, path):
+    workflow = load(path)
+    for loader in nodes_of(workflow, "InfinityStyleLoader"):
+        values = rw.widget_values(specs["InfinityStyleLoader"], loader["widgets_values"])
+        assert {k: values[k] for k in REAL_MODELS} == REAL_MODELS
+    for node in nodes_of(workflow, "LoadImage"):
+        image = REPO / "examples" / node["widgets_values"][0]
+        assert image.is_file() and image.stat().st_size < 100_000
+    for sampler in nodes_of(workflow, "InfinityStyleSampler"):
+        seed_at = [w.name for w in specs["InfinityStyleSampler"].widgets].index("seed")
+        assert sampler["widgets_values"][seed_at + 1] in rw.SEED_CONTROLS
+
+
+def _links_into(workflow, node, name):
+    slot = [i["name"] for i in node["inputs"]].index(name)
+    return node["inputs"][slot]["link"]
+
+
+def _stage_switches(specs, node):
+    values = rw.widget_values(specs["InfinityStyleStageScheduler"], node["widgets_values"])
+    return values["feature_init"], values["key_sharing"], values["query_sharing"]
+
+
+def test_each_workflow_shows_what_its_name_says(specs):
+    flows = {p.stem: load(p) for p in WORKFLOWS}
+    basic = flows["infinity_style_basic"]
+    assert len(nodes_of(basic, "InfinityStyleStyleImageEncoder")) == 1
+    stages = rw.widget_values(specs["InfinityStyleStageScheduler"],
+                              nodes_of(basic, "InfinityStyleStageScheduler")[0]["widgets_values"])
+    assert stages == {w.name: w.default for w in specs["InfinityStyleStageScheduler"].widgets}
+
+    encoders = nodes_of(flows["infinity_style_multi_style"], "InfinityStyleStyleImageEncoder")
+    spec = specs["InfinityStyleStyleImageEncoder"]
+    weights = [rw.widget_values(spec, e["widgets_values"])["weight"] for e in encoders]
+    assert len(encoders) == 2 and len(set(weights)) == 2
+    assert any(_links_into(flows["infinity_style_multi_style"], e, "styles") is not None for e in encoders)
+
+    restyle = flows["infinity_style_restyle"]
+    sampler = nodes_of(restyle, "InfinityStyleSampler")[0]
+    assert nodes_of(restyle, "InfinityStyleContentImageEncoder") and _links_into(restyle, sampler, "content")
+
+    text_only = flows["infinity_style_text_only"]
+    assert not nodes_of(text_only, "LoadImage")
+    assert _links_into(text_only, nodes_of(text_only, "InfinityStyleSampler")[0], "styles") is None
+
+    ablation = flows["infinity_style_ablation"]
+    switches = [_stage_switches(specs, n) for n in nodes_of(ablation, "InfinityStyleStageScheduler")]
+    assert switches == [(False, False, False), (True, False, False), (True, True, False), (True, True, True)]
+    seeds = {tuple(n["widgets_values"][:2]) for n in nodes_of(ablation, "InfinityStyleSampler")}
+    assert len(seeds) == 1, "the four settings share one seed"
+    assert len(nodes_of(ablation, "ImageStitch")) == 3 and len(nodes_of(ablation, "SaveImage")) == 1
+
+    assert nodes_of(flows["infinity_text_to_image"], "InfinityStyleTextEncode")
+
+
+def _mutated(path, change):
+    workflow = copy.deepcopy(load(path))
+    change(workflow)
+    return workflow
+
+
+def _sampler(workflow):
+    return nodes_of(workflow, "InfinityStyleSampler")[0]
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda w: _sampler(w)["widgets_values"].__setitem__(0, -1), "seed = -1 is outside"),
+    (lambda w: _sampler(w)["widgets_values"].pop(1), "widget values, expected"),
+    (lambda w: _sampler(w)["widgets_values"].__setitem__(1, "sometimes"), "seed is not followed by"),
+    (lambda w: nodes_of(w, "InfinityStyleSampler")[0].__setitem__("type", "InfinitySampler"), "unknown node type"),
+    (lambda w: w["links"][0].__setitem__(5, "IMAGE"), "does not take IMAGE"),
+    (lambda w: [i.__setitem__("link", None) for i in _sampler(w)["inputs"] if i["name"] == "model"],
+     "required input model (INFINITY_MODEL) is not linked"),
+    (lambda w: nodes_of(w, "InfinityStyleStageScheduler")[0]["widgets_values"].__setitem__(2, "yes"),
+     "feature_init = 'yes' is not a BOOLEAN"),
+])
+def test_the_check_catches_what_comfyui_would_refuse(specs, change, expected):
+    problems = rw.check_workflow(_mutated(REPO / "workflows" / "infinity_style_basic.json", change), specs)
+    assert any(expected in p for p in problems), problems
