@@ -6,6 +6,8 @@ from typing import Mapping
 
 import torch
 
+from .errors import InfinityError
+
 
 @dataclass(frozen=True)
 class TransformerConfig:
@@ -18,6 +20,17 @@ class TransformerConfig:
     text_maxlen: int = 512
     codebook_dim: int = 32
     norm_eps: float = 1e-6
+
+    def __post_init__(self):
+        problems = []
+        if self.embed_dim % self.num_heads:
+            problems.append(f"width {self.embed_dim} does not split into {self.num_heads} heads")
+        if self.block_chunks < 1 or self.depth % self.block_chunks:
+            problems.append(f"{self.depth} blocks do not split into {self.block_chunks} chunks")
+        if self.text_channels < 64 or self.text_channels % (64 if self.embed_dim > 4096 else 128):
+            problems.append(f"text width {self.text_channels} is not a multiple of the text pool's 128-wide heads")
+        if problems:
+            raise InfinityError("Not an Infinity architecture: " + "; ".join(problems) + ".")
 
     @property
     def head_dim(self) -> int:

@@ -71,6 +71,15 @@ class AttentionCall:
     layer: int
 
 
+def _bias(x: torch.Tensor, *parts) -> torch.Tensor:
+    """Concatenated bias vectors (None = zeros of a part's width) on x's device and dtype.
+
+    Raw parameters are moved at use, so a model that ComfyUI loads only partly onto the GPU
+    (leaving such parameters on the CPU) still runs."""
+    width = next(p.shape[0] for p in parts if p is not None)
+    return torch.cat([torch.zeros(width, device=x.device, dtype=x.dtype) if p is None else p.to(x) for p in parts])
+
+
 def plain_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     # q already carries the learned per-head scale (cosine attention), so the softmax scale is 1.
     return F.scaled_dot_product_attention(q, k, v, scale=1.0)
@@ -89,10 +98,9 @@ class SelfAttention(nn.Module):
 
     def forward(self, x, rope, cache: KVCache, call: AttentionCall, control):
         B, L, C = x.shape
-        zeros = torch.zeros_like(self.q_bias)
-        qkv = self.mat_qkv(x) + torch.cat([self.q_bias, zeros, self.v_bias]).to(x.dtype)
+        qkv = self.mat_qkv(x) + _bias(x, self.q_bias, None, self.v_bias)
         q, k, v = qkv.view(B, L, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        scale = self.scale_mul_1H11.float().clamp_max(LOG_MAX_ATTN_SCALE).exp()
+        scale = self.scale_mul_1H11.to(x.device, torch.float32).clamp_max(LOG_MAX_ATTN_SCALE).exp()
         q = apply_rope(F.normalize(q.float(), dim=-1).mul(scale), *rope).to(v.dtype)
         k = apply_rope(F.normalize(k.float(), dim=-1), *rope).to(v.dtype)
         k, v = cache.extend(call.layer, k, v)
@@ -117,7 +125,7 @@ class CrossAttention(nn.Module):
         H = self.num_heads
         q = self.mat_q(x).view(B, L, H, -1).transpose(1, 2)
         memory = cond.memory.to(x.dtype)
-        kv = self.mat_kv(memory) + torch.cat([torch.zeros_like(self.v_bias), self.v_bias]).to(x.dtype)
+        kv = self.mat_kv(memory) + _bias(memory, None, self.v_bias)
         k, v, mask = _pad_rows(kv.view(-1, 2, H, C // H), cond.lens)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(out.transpose(1, 2).reshape(B, L, C))
@@ -156,7 +164,7 @@ class Block(nn.Module):
         self.ca_norm = ops.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps, device="meta")
 
     def forward(self, x, cond: Condition, rope, cache, call, control, dtype):
-        gate_sa, gate_ffn, scale_sa, scale_ffn, shift_sa, shift_ffn = (self.ada_gss.float() + cond.ada).unbind(2)
+        gate_sa, gate_ffn, scale_sa, scale_ffn, shift_sa, shift_ffn = (self.ada_gss.to(cond.ada) + cond.ada).unbind(2)
         h = _ada_layer_norm(x, scale_sa, shift_sa, self.eps).to(dtype)
         x = x + self.sa(h, rope, cache, call, control).float().mul_(gate_sa)
         x = x + self.ca(self.ca_norm(x.to(dtype)), cond).float()
@@ -186,9 +194,9 @@ class AttentivePool(nn.Module):
 
     def forward(self, text: torch.Tensor, lens: list[int]) -> torch.Tensor:
         D = self.v_bias.shape[0]
-        kv = self.mat_kv(text) + torch.cat([torch.zeros_like(self.v_bias), self.v_bias])
+        kv = self.mat_kv(text) + _bias(text, None, self.v_bias)
         k, v, mask = _pad_rows(kv.view(-1, 2, self.num_heads, D // self.num_heads), lens)
-        q = self.mat_q.expand(len(lens), -1, -1).unsqueeze(2)  # [B, heads, 1, hd]
+        q = self.mat_q.to(kv).expand(len(lens), -1, -1).unsqueeze(2)  # [B, heads, 1, hd]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(out.reshape(len(lens), D))
 
@@ -218,7 +226,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x):
         x = x.float()
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(self.eps)) * self.weight
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(self.eps)) * self.weight.to(x)
 
 
 class InfinityTransformer(nn.Module):
@@ -268,7 +276,7 @@ class InfinityTransformer(nn.Module):
         return Condition(pooled, ada, memory, list(text.lens))
 
     def start_tokens(self, cond: Condition) -> torch.Tensor:
-        return (cond.pooled.unsqueeze(1) + self.pos_start).float()
+        return (cond.pooled.unsqueeze(1) + self.pos_start.to(cond.pooled)).float()
 
     def embed_codes(self, codes_BLd: torch.Tensor) -> torch.Tensor:
         return self.word_embed(codes_BLd.float())
@@ -331,7 +339,7 @@ def load_transformer(path: str, device="cpu", dtype=torch.float32, operations=No
     precision); the text, embedding and head modules stay fp32, as in the reference."""
     from .checkpoint import check_state_dict, drop_zero_buffers, read_state_dict
     from .config import config_from_state_dict
-    from .errors import CheckpointError
+    from .errors import CheckpointError, InfinityError
 
     state = read_state_dict(path)
     missing = [k for k in _REQUIRED_TOP if k not in state]
@@ -341,10 +349,10 @@ def load_transformer(path: str, device="cpu", dtype=torch.float32, operations=No
             f"  the file starts with: {', '.join(list(state)[:5]) or '(no tensors)'}\n"
             "Pick the transformer file (infinity_2b_reg.pth) for this slot; VAE and T5 files go in their own slots.")
     state = drop_zero_buffers(path, state, _zero_buffer_names(state))
-    cfg = config_from_state_dict(state)
-    if cfg.depth % cfg.block_chunks:
-        raise CheckpointError(f"{path}: {cfg.depth} blocks do not split into {cfg.block_chunks} chunks; "
-                              "the file is not a complete Infinity checkpoint.")
+    try:
+        cfg = config_from_state_dict(state)
+    except InfinityError as exc:
+        raise CheckpointError(f"{path}: {exc} The file is not a complete {WHAT}.") from None
     model = InfinityTransformer(cfg, operations)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     check_state_dict(path, state, expected, WHAT)

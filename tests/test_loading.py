@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 from golden_cases import case_names, load_case
 from infinity_core.checkpoint import read_state_dict
 from infinity_core.config import PRESETS, TransformerConfig, config_from_state_dict, preset_name
-from infinity_core.errors import CheckpointError
+from infinity_core.errors import CheckpointError, InfinityError
 from infinity_core.transformer import InfinityTransformer, build_random_transformer, load_transformer
 from tiny import TINY_TRANSFORMER
 
@@ -119,3 +119,23 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="no such file"):
         load_transformer(str(tmp_path / "nothing.pth"))
+
+
+def test_an_impossible_architecture_is_refused_by_name(tiny_state, tmp_path):
+    odd = {k: v for k, v in tiny_state.items() if not k.startswith("block_chunks.1.module.1.")}  # 3 blocks, 2 chunks
+    torch.save(odd, tmp_path / "odd.pth")
+    refused(tmp_path / "odd.pth", "3 blocks do not split into 2 chunks")
+    with pytest.raises(InfinityError, match="text width 64"):
+        TransformerConfig(depth=2, embed_dim=64, num_heads=2, text_channels=64, block_chunks=2)
+
+
+def test_raw_parameters_follow_the_input_device_and_dtype(tiny_state, tmp_path):
+    """A partly loaded model (raw parameters left elsewhere) still computes: they move at use."""
+    torch.save(tiny_state, tmp_path / "t.pth")
+    model = load_transformer(str(tmp_path / "t.pth"), dtype=torch.bfloat16)
+    block = model.blocks[0]
+    block.sa.q_bias.data = block.sa.q_bias.data.float()  # as if left behind in another dtype
+    x = torch.randn(1, 4, 64, dtype=torch.bfloat16)
+    assert block.sa.mat_qkv(x).dtype == torch.bfloat16
+    from infinity_core.transformer import _bias
+    assert _bias(x, block.sa.q_bias, None, block.sa.v_bias).dtype == torch.bfloat16
