@@ -4,7 +4,9 @@
     python3 bench/bench_core.py --quick    # smaller, under a minute
 
 Part 1 times a plain 256px (0.06M) and 512px (0.25M) generation of a tiny and a medium random
-model, per scale step (timestamps from the sampler's callback), best of --repeats after a warm-up.
+model, per scale step (timestamps from the sampler's callback) after a warm-up. Each step's time
+is its fastest over the repeats (every repeat does the same work at that step); runs during which
+other processes took over 15% of the CPUs are redone, a few times at most.
 Next to the times it prints the work each step needs (multiply-accumulates of the model on the
 batch the step runs, see `step_macs`) so a ratio can be held against its floor: time ratios near
 the work ratio mean the step is compute-bound; a flat time across steps means overhead.
@@ -42,7 +44,8 @@ from infinity_core.text import TextBatch  # noqa: E402
 from infinity_core.transformer import InfinityTransformer, build_random_transformer  # noqa: E402
 
 TINY = TransformerConfig(depth=4, embed_dim=64, num_heads=2, text_channels=128, block_chunks=2)
-# Medium: a 1024px (1M) generation takes ~25-40 s on the 2-core CPU box when it is quiet.
+# Medium: a plain 1024px (1M) generation takes ~18-20 s on the 2-core CPU box when it is quiet
+# (~2.5 s at 512px); attention is ~55% of it, the linears ~30%.
 MEDIUM = TransformerConfig(depth=6, embed_dim=512, num_heads=8, text_channels=256, block_chunks=2)
 # Quick mode's "medium": same shape family, a quarter of the work.
 MEDIUM_QUICK = TransformerConfig(depth=4, embed_dim=256, num_heads=4, text_channels=256, block_chunks=2)
@@ -172,12 +175,13 @@ def part_timing(args) -> None:
         text = random_text(text_tokens, cfg.text_channels, args.seed + 1)
         timed_generate(model, text, schedule(1.0, "0.25M"), args.seed)  # warm-up: allocator, kernels
         # interleave the two sizes so drift on the shared machine hits both alike
-        runs, disturbed = repeat_until_quiet(pns, lambda pn: timed_generate(model, text, schedule(1.0, pn), args.seed),
-                                             args.repeats, args.repeats + 4)
+        runs, disturbed = repeat_until_quiet(
+            pns, lambda pn, model=model, text=text: timed_generate(model, text, schedule(1.0, pn), args.seed),
+            args.repeats, args.repeats + 4)
         for pn in pns:
             results[(label, pn)] = lower_envelope(runs[pn])
             counts[(label, pn)] = (len(runs[pn]), disturbed[pn])
-        del model
+        model = None
         gc.collect()
 
     sched512 = schedule(1.0, "0.25M")
@@ -355,7 +359,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller models and checkpoint, under a minute")
     parser.add_argument("--seed", type=int, default=0, help="weights, text and sampling seed")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per size (best is kept); default 3, quick 2")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per size (each step keeps its fastest); default 3, quick 2")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the usable cores)")
     parser.add_argument("--tmp", default="/tmp", help="where the big checkpoint files go (removed afterwards)")
     parser.add_argument("--skip-timing", action="store_true")

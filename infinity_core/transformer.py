@@ -362,9 +362,14 @@ def load_transformer(path: str, device="cpu", dtype=torch.float32, operations=No
 
 
 def _place(model: InfinityTransformer, device, dtype) -> InfinityTransformer:
-    model.float().to(device)
-    for block in model.blocks:
-        block.to(dtype)
+    # Blocks go straight to the compute dtype and the rest to fp32, so no tensor is ever
+    # converted twice (a bf16 file loaded as bf16 would otherwise pass through fp32).
+    model.block_chunks.to(device=device, dtype=dtype)
+    for name, module in model.named_children():
+        if name != "block_chunks":
+            module.to(device=device, dtype=torch.float32)
+    for param in model.parameters(recurse=False):  # cfg_uncond, pos_start
+        param.data = param.data.to(device=device, dtype=torch.float32)
     model.compute_dtype = dtype
     return model.eval().requires_grad_(False)
 

@@ -50,10 +50,10 @@ class AttentionLog:
         for q, k, v, mask, scale in self.calls:
             if q.shape[-2] != tokens or scale != 1.0:
                 continue  # another step, or cross-attention / text pooling
-            if q.ndim == 4:
+            if q.shape[0] > 1:  # the whole batch (CFG keeps it at two rows or more)
                 layers.append(((q, k, v), []))
-            else:
-                layers[-1][1].append((q, k, v, mask))
+            else:  # one generation row, recomputed by a mechanism
+                layers[-1][1].append((q[0], k[0], v[0], mask))
         return layers
 
 

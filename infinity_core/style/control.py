@@ -57,5 +57,5 @@ class StyleAttention:
                 out[gen] = torch.lerp(out[gen], shared, self.stages.key_strength)
             else:
                 q_gen = torch.lerp(q[gen], adaptive_query_sharing(q[gen], q[con]), self.stages.fine_strength)
-                out[gen] = plain_attention(q_gen, k[gen], v[gen])
+                out[gen] = plain_attention(q_gen[None], k[gen][None], v[gen][None])[0]
         return out

@@ -50,7 +50,8 @@ def key_stage_attention_sharing(q_con: torch.Tensor, k_con: torch.Tensor, v_gen:
             b = torch.zeros(q_con.shape[1], device=q_con.device) if b is None else b.to(q_con.device)
             cols.append(b[:, None].expand(-1, k_sty.shape[1]))
         bias = torch.cat(cols, dim=1).to(q_con.dtype)
-    return F.scaled_dot_product_attention(q_con, keys, values, attn_mask=bias, scale=1.0)
+    # as a batch of one: CPU attention takes its fast kernel only for 4-D inputs
+    return F.scaled_dot_product_attention(q_con[None], keys[None], values[None], attn_mask=bias, scale=1.0)[0]
 
 
 def adaptive_query_sharing(q_gen: torch.Tensor, q_con: torch.Tensor) -> torch.Tensor:
