@@ -136,6 +136,5 @@ def test_raw_parameters_follow_the_input_device_and_dtype(tiny_state, tmp_path):
     block = model.blocks[0]
     block.sa.q_bias.data = block.sa.q_bias.data.float()  # as if left behind in another dtype
     x = torch.randn(1, 4, 64, dtype=torch.bfloat16)
-    assert block.sa.mat_qkv(x).dtype == torch.bfloat16
     from infinity_core.transformer import _bias
     assert _bias(x, block.sa.q_bias, None, block.sa.v_bias).dtype == torch.bfloat16

@@ -203,3 +203,13 @@ def test_step_text_parsing():
             parse_steps(bad)
     with pytest.raises(InfinityError, match="runs backwards"):
         parse_steps("7-4")
+
+
+def test_feature_initialization_with_several_styles_takes_the_largest_share_per_position():
+    from infinity_core.style.mechanisms import feature_initialization
+    own, first, second = (torch.full((2, 3, 32), v) for v in (0, 1, 2))
+    left = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    right = torch.tensor([[0.5, 2.0, 0.0], [0.5, 2.0, 0.0]])  # weight 2, covers the middle column
+    out = feature_initialization(own, [first, second], [left, right])
+    assert out[:, 0].eq(1).all() and out[:, 1].eq(2).all() and out[:, 2].eq(0).all()
+    assert torch.equal(feature_initialization(own, [first]), first)

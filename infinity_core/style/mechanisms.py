@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 
 def feature_initialization(generated_bits: torch.Tensor, style_bits: Sequence[torch.Tensor],
-                           style_share: Optional[Sequence[Optional[torch.Tensor]]] = None) -> torch.Tensor:
+                           style_share: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
     """The generation row's bits [h, w, d] replaced by the style's. With several styles, each
     position takes the bits of the style with the largest share there (weight x mask, [h, w]);
     positions no style covers keep their own bits."""
@@ -24,7 +24,7 @@ def feature_initialization(generated_bits: torch.Tensor, style_bits: Sequence[to
         return generated_bits
     if style_share is None:
         return style_bits[0]
-    shares = torch.stack([s if s is not None else torch.ones(generated_bits.shape[:2]) for s in style_share])
+    shares = torch.stack(list(style_share)).to(generated_bits.device)
     best = shares.argmax(dim=0)
     out = generated_bits.clone()
     for i, bits in enumerate(style_bits):
