@@ -145,19 +145,36 @@ def generate(model: InfinityTransformer, text: TextBatch, schedule: Schedule, se
              replay: Optional[Sequence[Optional[torch.Tensor]]] = None,
              callback: Optional[Callable[[ScaleEvent], None]] = None) -> Generation:
     """Plain text-to-image: one image per prompt row, image i drawn with its own generator
-    seeded by seeds[i] (so image i of a batch is the image a single run with seeds[i] makes).
+    seeded by seeds[i].
 
-    replay[si], when given, replaces the drawn bits at step si (teacher forcing); the generator
-    still draws, so later scales see the same random stream as a free run."""
+    Each image runs as its own pass, as stylized images do: in bf16 / fp16 a batched matmul
+    rounds differently with the batch size, so only this keeps image i of a batch exactly the
+    image a single run with seeds[i] makes, in every precision.
+
+    replay[si] ([B, 1, h, w, d]), when given, replaces the drawn bits at step si (teacher
+    forcing); the generator still draws, so later scales see the same random stream as a free run."""
     if len(seeds) != len(text):
         raise ValueError(f"{len(text)} prompts but {len(seeds)} seeds.")
-    generators = make_generators(seeds, model.device)
+    if negative is not None and len(negative) not in (1, len(text)):
+        raise ValueError(f"{len(text)} prompts but {len(negative)} negative prompts.")
+    images, drawn = [], []
+    for i, seed in enumerate(seeds):
+        one_negative = None if negative is None else negative.select([i if len(negative) > 1 else 0])
+        one_replay = None if replay is None else [None if r is None else r[i:i + 1] for r in replay]
+        image = _generate_one(model, text.select([i]), schedule, seed, settings, one_negative, one_replay, callback)
+        images.append(image.summed_codes)
+        drawn.append(image.drawn_bits)
+    return Generation(torch.cat(images), [torch.cat(per_scale) for per_scale in zip(*drawn)])
+
+
+def _generate_one(model, text, schedule, seed, settings, negative, replay, callback) -> Generation:
+    generator = make_generators([seed], model.device)[0]
     drawn = []
 
     def choose_bits(si, logits):
-        bits = torch.stack([draw_bits(row, settings.top_k, settings.top_p, g) for row, g in zip(logits, generators)])
         h, w = schedule.scales[si]
-        drawn.append(bits.view(len(seeds), 1, h, w, -1).to(torch.uint8))
+        bits = draw_bits(logits[0], settings.top_k, settings.top_p, generator).view(1, 1, h, w, -1)
+        drawn.append(bits.to(torch.uint8))
         if replay is not None and si < len(replay) and replay[si] is not None:
             return replay[si].to(bits.device)
         return bits
