@@ -118,8 +118,13 @@ def _load_image(image, upload, input_dirs=()):
     path = next((Path(d) / image for d in input_dirs if (Path(d) / image).is_file()), None)
     if path is None:
         raise WorkflowError(f"LoadImage: {image!r} is not in {', '.join(map(str, input_dirs))}.")
-    with Image.open(path) as img:
-        rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    images = importlib.import_module(f"{PACK_NAME}.infinity_core.images")
+    try:
+        img = Image.open(path)
+    except OSError as exc:
+        raise WorkflowError(f"LoadImage: {path} is not an image Pillow can read ({exc}).") from None
+    with img:
+        rgb = images.pil_to_rgb(img)
         # like ComfyUI: the mask is 1 - alpha, or an empty 64x64 mask without alpha
         mask = (1.0 - np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0 if "A" in img.getbands()
                 else np.zeros((64, 64), dtype=np.float32))

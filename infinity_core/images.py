@@ -2,6 +2,8 @@
 and summed codes to images."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from PIL import Image
@@ -9,14 +11,31 @@ from PIL import Image
 from .errors import InfinityError
 
 
+_SIXTEEN_BIT = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # what Pillow makes of 16-bit grey PNG / TIFF
+
+
+def pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """[H, W, 3] float32 in [0, 1] from any PIL image; alpha is dropped. 16-bit grey is scaled by
+    65535 (Pillow's own RGB conversion clips it at 255, turning the picture almost white)."""
+    if img.mode in _SIXTEEN_BIT:
+        grey = np.asarray(img, dtype=np.float32) / 65535.0
+    elif img.mode == "F":
+        grey = np.asarray(img, dtype=np.float32)
+    else:
+        return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=-1)
+
+
 def load_image(path: str) -> torch.Tensor:
-    """[H, W, 3] float in [0, 1]; any mode (alpha, palette, grey) becomes RGB."""
+    """[H, W, 3] float in [0, 1]; any mode (alpha, palette, grey, 16-bit) becomes RGB."""
+    if os.path.isdir(path):
+        raise InfinityError(f"{path} is a folder, not an image: give the path of an image file.")
     try:
         with Image.open(path) as img:
-            rgb = img.convert("RGB")
+            rgb = pil_to_rgb(img)
     except (OSError, ValueError) as exc:
         raise InfinityError(f"Could not read the image {path}: {exc}") from exc
-    return torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0)
+    return torch.from_numpy(rgb)
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
