@@ -22,7 +22,10 @@ class TransformerConfig:
     norm_eps: float = 1e-6
 
     def __post_init__(self):
-        problems = []
+        problems = [f"{name} is {value}" for name, value in (("depth", self.depth), ("width", self.embed_dim),
+                    ("heads", self.num_heads), ("mlp_ratio", self.mlp_ratio)) if not value > 0]
+        if problems:
+            raise InfinityError("Not an Infinity architecture: " + "; ".join(problems) + ".")
         if self.embed_dim % self.num_heads:
             problems.append(f"width {self.embed_dim} does not split into {self.num_heads} heads")
         if self.block_chunks < 1 or self.depth % self.block_chunks:
@@ -51,20 +54,43 @@ PRESETS = {
 }
 
 
+def canonical_mlp_ratio(embed_dim: int, ffn_dim: int) -> float:
+    """The mlp_ratio a checkpoint's feed-forward width stands for. Many ratios round to the same
+    width (`ffn_dim` is embed_dim x mlp_ratio rounded to a multiple of 256); the default 4 is
+    taken when it gives that width, else ffn_dim / embed_dim, which gives it exactly."""
+    default = TransformerConfig.__dataclass_fields__["mlp_ratio"].default
+    return default if round(embed_dim * default / 256) * 256 == ffn_dim else ffn_dim / embed_dim
+
+
+def _dims(state: Mapping[str, torch.Tensor], key: str, rank: int) -> tuple[int, ...]:
+    shape = tuple(state[key].shape)
+    if len(shape) != rank or 0 in shape:
+        raise InfinityError(f"{key} has shape {shape}; an Infinity checkpoint holds a {rank}-D tensor there "
+                            "with no empty dimension.")
+    return shape
+
+
 def config_from_state_dict(state: Mapping[str, torch.Tensor]) -> TransformerConfig:
-    """The architecture implied by the tensors' shapes. Raises KeyError if a needed key is absent."""
-    block_ids = {tuple(int(p) for p in k.split(".")[1:4:2]) for k in state if k.startswith("block_chunks.")}
-    embed_dim = state["pos_start"].shape[-1]
-    ffn_dim = state["block_chunks.0.module.0.ffn.fc1.weight"].shape[0]
+    """The architecture implied by the tensors' shapes, in canonical form. Raises KeyError if a
+    needed key is absent and InfinityError if the shapes describe no Infinity model."""
+    block_ids = set()
+    for key in state:
+        if key.startswith("block_chunks."):
+            parts = key.split(".")
+            if len(parts) < 5 or not (parts[1].isdigit() and parts[2] == "module" and parts[3].isdigit()):
+                raise InfinityError(f"{key} is not a block key of the form block_chunks.<chunk>.module.<block>.<name>.")
+            block_ids.add((int(parts[1]), int(parts[3])))
+    embed_dim = _dims(state, "pos_start", 3)[-1]
+    ffn_dim = _dims(state, "block_chunks.0.module.0.ffn.fc1.weight", 2)[0]
     return TransformerConfig(
         depth=len(block_ids),
         embed_dim=embed_dim,
-        num_heads=state["block_chunks.0.module.0.sa.scale_mul_1H11"].shape[1],
-        mlp_ratio=ffn_dim / embed_dim,
-        text_channels=state["text_norm.weight"].shape[0],
+        num_heads=_dims(state, "block_chunks.0.module.0.sa.scale_mul_1H11", 4)[1],
+        mlp_ratio=canonical_mlp_ratio(embed_dim, ffn_dim),
+        text_channels=_dims(state, "text_norm.weight", 1)[0],
         block_chunks=1 + max(c for c, _ in block_ids),
-        text_maxlen=state["cfg_uncond"].shape[0],
-        codebook_dim=state["word_embed.weight"].shape[1],
+        text_maxlen=_dims(state, "cfg_uncond", 2)[0],
+        codebook_dim=_dims(state, "word_embed.weight", 2)[1],
     )
 
 

@@ -58,7 +58,12 @@ def test_the_2b_preset_matches_the_released_layout():
     cfg = PRESETS["infinity_2b"]
     model = InfinityTransformer(cfg)  # on the meta device: shapes only
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert len(shapes) == 22 + 21 * 32 - 1 - 2 * 32  # the zero_k_bias buffers are not kept
+    # The reference's 2B configuration (depth 32, width 2048, 16 heads, mlp_ratio 4, 8 block
+    # chunks, flan-t5-xl's 2048 text channels, text_maxlen 512; tools/run_infinity.py at commit
+    # 4c27bbb) builds 22 top-level + 21 per-block tensors and 2,204,564,032 parameters, counted
+    # by running that constructor on CPU (design/infinity_facts.md 1.2). The zero_k_bias buffers
+    # (one in the text pool, two per block) are not kept.
+    assert len(shapes) == 22 + 21 * 32 - 1 - 2 * 32
     assert sum(torch.Size(s).numel() for s in shapes.values()) == 2_204_564_032
     assert shapes["block_chunks.7.module.3.sa.mat_qkv.weight"] == (6144, 2048)
     assert shapes["text_proj_for_sos.ca.mat_q"] == (1, 16, 128)
@@ -98,22 +103,34 @@ def test_truncated_file(tiny_state, tmp_path, suffix):
 
 
 class RunsCode:
+    """Unpickling this writes `marker`: the file exists afterwards only if the code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
         import os
-        return (os.system, ("echo pwned > /tmp/infinitystyle_pwned",))
+        return (os.system, (f"echo pwned > '{self.marker}'",))
 
 
 def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    with open(tmp_path / "check.pkl", "wb") as f:
+        pickle.dump(RunsCode(marker), f)
+    with open(tmp_path / "check.pkl", "rb") as f:
+        pickle.load(f)  # an unguarded load runs it: the marker can show a breach
+    assert marker.exists()
+    marker.unlink()
     path = tmp_path / "evil.pth"
-    torch.save({"pos_start": torch.zeros(1), "payload": RunsCode()}, path)
+    torch.save({"pos_start": torch.zeros(1), "payload": RunsCode(marker)}, path)
     message = refused(path, "refused to load", "could run code")
     assert "safetensors" in message
-    import os
-    assert not os.path.exists("/tmp/infinitystyle_pwned")
+    assert not marker.exists()
     with open(tmp_path / "plain.pkl", "wb") as f:
-        pickle.dump(RunsCode(), f)
+        pickle.dump(RunsCode(marker), f)
     with pytest.raises(CheckpointError, match="refused to load"):
         read_state_dict(str(tmp_path / "plain.pkl"))
+    assert not marker.exists()
 
 
 def test_missing_file(tmp_path):
@@ -138,3 +155,46 @@ def test_raw_parameters_follow_the_input_device_and_dtype(tiny_state, tmp_path):
     x = torch.randn(1, 4, 64, dtype=torch.bfloat16)
     from infinity_core.transformer import _bias
     assert _bias(x, block.sa.q_bias, None, block.sa.v_bias).dtype == torch.bfloat16
+
+
+def _shapes_of(cfg):
+    return InfinityTransformer(cfg).state_dict()  # on the meta device: shapes only
+
+
+# widths and ratios, less those whose feed-forward width rounds to 0 (no such model)
+SHAPES = [(width, heads, ratio) for width, heads in [(64, 2), (96, 2), (128, 4), (320, 5), (2048, 16)]
+          for ratio in [1.0, 2.0, 2.5, 3.0, 4.0, 8 / 3, 6.0] if round(width * ratio / 256)]
+
+
+@pytest.mark.parametrize("width,heads,ratio", SHAPES)
+def test_the_architecture_read_back_is_canonical(width, heads, ratio):
+    cfg = TransformerConfig(depth=2, embed_dim=width, num_heads=heads, mlp_ratio=ratio, text_channels=128,
+                            block_chunks=1)
+    read = config_from_state_dict(_shapes_of(cfg))
+    assert read.ffn_dim == cfg.ffn_dim
+    assert config_from_state_dict(_shapes_of(read)) == read  # a fixed point
+    if cfg.ffn_dim == TransformerConfig(2, width, heads, text_channels=128, block_chunks=1).ffn_dim:
+        assert read.mlp_ratio == 4.0  # the default whenever it gives the same feed-forward width
+    else:
+        assert read.mlp_ratio * width == cfg.ffn_dim
+
+
+def test_a_width_96_model_with_ratio_4_reads_back_as_ratio_4():
+    cfg = TransformerConfig(depth=2, embed_dim=96, num_heads=2, text_channels=128, block_chunks=1)
+    assert cfg.ffn_dim == 512 and config_from_state_dict(_shapes_of(cfg)) == cfg
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (lambda s: s.update({"pos_start": torch.zeros(64)}), "pos_start has shape (64,)"),
+    (lambda s: s.update({"pos_start": torch.tensor(1.0)}), "pos_start has shape ()"),
+    (lambda s: s.update({"block_chunks.0.module.0.sa.scale_mul_1H11": torch.zeros(1, 0, 1, 1)}), "scale_mul_1H11"),
+    (lambda s: s.update({"block_chunks.0.module.0.ffn.fc1.weight": torch.zeros(256)}), "fc1.weight has shape"),
+    (lambda s: s.update({"text_norm.weight": torch.zeros(2, 2)}), "text_norm.weight has shape"),
+    (lambda s: s.update({"block_chunks.x.module.0.ffn.fc2.bias": torch.zeros(64)}), "block_chunks.x.module.0"),
+    (lambda s: s.update({"block_chunks.0.module.0": torch.zeros(64)}), "not a block key"),
+])
+def test_right_names_with_impossible_shapes_are_refused_clearly(tiny_state, tmp_path, edit, fragment):
+    crafted = dict(tiny_state)
+    edit(crafted)
+    save_file(crafted, str(tmp_path / "crafted.safetensors"))
+    refused(tmp_path / "crafted.safetensors", "not a complete", fragment)

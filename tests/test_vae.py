@@ -117,7 +117,11 @@ def test_dtype_device_and_no_meta_left(tiny, tmp_path):
     assert not any(p.requires_grad for p in half.parameters())
     latent, decoded = outputs(half, image)
     assert latent.dtype == decoded.dtype == torch.float32
-    assert decoded.abs().max() <= 1
+    full_latent, full_decoded = outputs(vae, image)
+    # the bf16 weights compute the same latent and picture, to bf16's precision (a wrong cast or
+    # an unloaded layer is far off; random decoder weights amplify rounding, hence the mean)
+    assert max_abs(latent, full_latent) < 0.05 * full_latent.abs().max()
+    assert (decoded - full_decoded).abs().mean() < 0.25 * full_decoded.std()
 
 
 def test_every_layer_comes_from_the_operations_namespace(tiny, tmp_path):
@@ -142,6 +146,9 @@ def test_every_layer_comes_from_the_operations_namespace(tiny, tmp_path):
 def test_preset_is_the_released_architecture():
     meta = BSQVAE(PRESETS["infinity_vae_d32reg"], device="meta")
     sd = meta.state_dict()
+    # infinity_vae_d32reg as the reference builds it (flux_vqgan AutoEncoder, base 128, ch_mult
+    # 1,2,4,4,4, 2 res blocks, z 32): 270 tensors of which 2 are the optional mask buffers, and
+    # 110,118,051 parameters, counted by running the reference's constructor on CPU
     assert len(sd) == 268 and sum(v.numel() for v in sd.values()) == 110_118_051
     assert sd["encoder.down.1.block.0.nin_shortcut.conv.weight"].shape == (256, 128, 1, 1)
     assert sd["decoder.up.0.block.0.nin_shortcut.conv.weight"].shape == (128, 256, 1, 1)
