@@ -5,6 +5,8 @@ mmap=True)`, which refuses any pickle that would run code. Neither path holds a 
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import pickle
 import zipfile
@@ -14,16 +16,45 @@ import torch
 
 from .errors import CheckpointError
 
-SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
+log = logging.getLogger(__name__)
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """All tensors of a weight file, by name, without running any code stored in it."""
+    """All tensors of a weight file, by name, without running any code stored in it. The format
+    is read from the file's first bytes, whatever its name says."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path}: this is a folder; this slot takes one weight file (.pth or .safetensors).")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such file.")
-    if path.lower().endswith(SAFETENSORS_SUFFIXES):
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: the file is empty. Download it again.")
+    kind = file_format(path)
+    if kind == "safetensors":
         return _read_safetensors(path)
-    return _read_pickle(path)
+    if kind in ("zip", "pickle"):
+        return _read_pickle(path)
+    if kind == "git-lfs":
+        raise CheckpointError(f"{path}: this is a Git LFS pointer (a small text file), not the weights. "
+                              "Download the file itself (its size is in the pointer).")
+    raise CheckpointError(f"{path}: not a weight file: it is neither safetensors nor a PyTorch checkpoint "
+                          "(by its first bytes). Pick the .pth or .safetensors file for this slot.")
+
+
+def file_format(path: str) -> str:
+    """'safetensors', 'zip' (torch.save's format), 'pickle' (the legacy one), 'git-lfs' or
+    'unknown', from the file's first bytes: a safetensors file starts with its header's length
+    then '{', a zip with 'PK' and a pickle with protocol opcode 0x80."""
+    with open(path, "rb") as f:
+        head = f.read(32)
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= os.path.getsize(path) - 8:
+        return "safetensors"
+    if head.startswith(b"PK"):
+        return "zip"
+    if head.startswith(b"\x80"):
+        return "pickle"
+    if head.startswith(b"version https://git-lfs"):
+        return "git-lfs"
+    return "unknown"
 
 
 def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
@@ -38,9 +69,13 @@ def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
 
 
 def _read_pickle(path: str) -> dict[str, torch.Tensor]:
-    mmap = zipfile.is_zipfile(path)  # only the zip format can be memory-mapped
+    # torch.load reads a path named *.safetensors as safetensors: a pickle misnamed so goes in as
+    # an open file, which cannot be memory-mapped (nor can the legacy, non-zip format)
+    misnamed = path.lower().endswith(".safetensors")
+    mmap = zipfile.is_zipfile(path) and not misnamed
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with open(path, "rb") if misnamed else contextlib.nullcontext(path) as source:
+            obj = torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to load. The file holds Python objects beyond plain tensors, and "
@@ -61,17 +96,24 @@ def unwrap(state: dict, entry: str) -> dict:
 
 
 def check_state_dict(path: str, state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple],
-                     what: str, optional: Iterable[str] = ()) -> None:
+                     what: str, optional: Iterable[str] = ()) -> dict[str, torch.Tensor]:
     """Raise a CheckpointError naming the file, what was expected and the first keys that do
-    not fit, unless `state` has exactly the expected keys and shapes (`optional` may be absent)."""
+    not fit, unless `state` has every expected key with its shape (`optional` may be absent).
+
+    Tensors beyond the expected ones are loaded past with one warning naming them: the exact
+    key sets of the released files are not known, and the reference loads them non-strictly.
+    Returns the state without them."""
     optional = set(optional)
     missing = [k for k in expected if k not in state and k not in optional]
     unexpected = [k for k in state if k not in expected]
     wrong_shape = [f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k])})"
                    for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k])]
     not_tensor = [k for k, v in state.items() if k in expected and not isinstance(v, torch.Tensor)]
-    if not (missing or unexpected or wrong_shape or not_tensor):
-        return
+    if not (missing or wrong_shape or not_tensor):
+        if unexpected:
+            log.warning("%s: %d tensor(s) that %s does not use were skipped: %s", path, len(unexpected), what,
+                        ", ".join(unexpected))
+        return {k: v for k, v in state.items() if k in expected}
     lines = [f"{path}: this is not {what}."]
     for label, keys in (("missing", missing), ("unexpected", unexpected),
                         ("wrong shape", wrong_shape), ("not a tensor", not_tensor)):

@@ -355,7 +355,7 @@ def load_transformer(path: str, device="cpu", dtype=torch.float32, operations=No
         raise CheckpointError(f"{path}: {exc} The file is not a complete {WHAT}.") from None
     model = InfinityTransformer(cfg, operations)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    check_state_dict(path, state, expected, WHAT)
+    state = check_state_dict(path, state, expected, WHAT)
     model.load_state_dict(state, strict=True, assign=True)
     del state
     return _place(model, device, dtype)

@@ -295,7 +295,7 @@ def load_vae(path: str, device="cpu", dtype=torch.float32, operations=None) -> B
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     sd = _canonical_names(sd, expected)
     try:
-        check_state_dict(path, sd, expected, WHAT)
+        sd = check_state_dict(path, sd, expected, WHAT)
     except CheckpointError as exc:
         if config.z_channels == CODEBOOK_DIM:
             raise

@@ -198,3 +198,46 @@ def test_right_names_with_impossible_shapes_are_refused_clearly(tiny_state, tmp_
     edit(crafted)
     save_file(crafted, str(tmp_path / "crafted.safetensors"))
     refused(tmp_path / "crafted.safetensors", "not a complete", fragment)
+
+
+def test_extra_tensors_load_with_one_warning_naming_them(tiny_state, tmp_path, caplog):
+    extra = dict(tiny_state, **{"ema.shadow": torch.zeros(3), "block_chunks.0.module.0.sa.extra_buf": torch.zeros(2)})
+    save_file(extra, str(tmp_path / "extra.safetensors"))
+    with caplog.at_level("WARNING"):
+        model = load_transformer(str(tmp_path / "extra.safetensors"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "ema.shadow" in warnings[0] and "sa.extra_buf" in warnings[0]
+    assert model.config == TINY_TRANSFORMER and torch.equal(model.head.weight, tiny_state["head.weight"])
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_transformer(_saved(tiny_state, tmp_path / "exact.safetensors"))
+    assert not caplog.records  # an exact file loads silently
+    damaged = dict(extra)
+    del damaged["head.bias"]  # a missing key stays an error, and names the extras too
+    refused(_saved(damaged, tmp_path / "damaged.safetensors"), "missing: head.bias", "unexpected: ", "ema.shadow")
+
+
+def _saved(state, path):
+    save_file(state, str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("named", ["t.pth", "t.safetensors", "t.bin", "t"])
+@pytest.mark.parametrize("written", ["safetensors", "zip", "legacy"])
+def test_the_format_comes_from_the_first_bytes_not_the_name(tiny_state, tmp_path, named, written):
+    path = tmp_path / named
+    if written == "safetensors":
+        save_file(tiny_state, str(path))
+    else:
+        torch.save(tiny_state, path, _use_new_zipfile_serialization=written == "zip")
+    assert load_transformer(str(path)).config == TINY_TRANSFORMER
+
+
+def test_a_folder_an_empty_file_a_text_file_and_an_lfs_pointer_each_say_what_they_are(tmp_path):
+    refused(tmp_path, "this is a folder")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    refused(tmp_path / "empty.pth", "the file is empty")
+    (tmp_path / "notes.pth").write_text("hello, these are not weights")
+    refused(tmp_path / "notes.pth", "not a weight file")
+    (tmp_path / "lfs.pth").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 8821\n")
+    refused(tmp_path / "lfs.pth", "Git LFS pointer")

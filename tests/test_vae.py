@@ -218,3 +218,12 @@ def test_wrong_mask_buffer_refused(tiny, tmp_path, mask):
     sd["quantizer.lfq.mask"] = mask
     path = save_vae_file(sd, tmp_path / "vae.safetensors")
     assert_refused(path, "quantizer.lfq.mask")
+
+
+def test_extra_tensors_in_a_vae_file_load_with_one_warning(tiny, tmp_path, caplog):
+    vae, image = tiny
+    sd = dict(vae_state_dict_for_file(vae), **{"loss.discriminator.weight": torch.zeros(4)})
+    with caplog.at_level("WARNING"):
+        loaded = load_vae(save_vae_file(sd, tmp_path / "extra.pth"))
+    assert [r.getMessage().count("loss.discriminator.weight") for r in caplog.records] == [1]
+    assert torch.equal(outputs(loaded, image)[1], outputs(vae, image)[1])
