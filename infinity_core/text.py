@@ -121,12 +121,15 @@ def load_text_encoder(folder: str, device="cpu", dtype: torch.dtype = torch.floa
     if not any(os.path.isfile(os.path.join(folder, n)) for n in _TOKENIZER_FILES):
         raise InfinityError(f"{folder}: no tokenizer files. Download {FLAN_T5}'s tokenizer files "
                             "(tokenizer.json, tokenizer_config.json, spiece.model) into the folder.")
+    if not os.path.isfile(os.path.join(folder, "tokenizer.json")) and not _installed("google.protobuf"):
+        # transformers would fall back to a tiktoken reader and report tiktoken missing instead
+        raise InfinityError(f"{folder}: the folder has spiece.model but no tokenizer.json, and reading spiece.model "
+                            "alone needs the protobuf package, which is not installed. Copy "
+                            f"{FLAN_T5}'s tokenizer.json into the folder, or run: pip install protobuf")
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, legacy=True, local_files_only=True)
     except Exception as exc:  # tokenizers and transformers raise many kinds for a bad or partial file
-        hint = ("" if os.path.isfile(os.path.join(folder, "tokenizer.json")) else
-                " Reading spiece.model alone needs the protobuf package;")
-        raise InfinityError(f"{folder}: could not read the tokenizer ({_first_line(exc)}).{hint} Copy "
+        raise InfinityError(f"{folder}: could not read the tokenizer ({_first_line(exc)}). Copy "
                             f"{FLAN_T5}'s tokenizer.json, tokenizer_config.json and spiece.model into the "
                             "folder.") from exc
     _check_tokenizer(folder, tokenizer, config)
@@ -146,6 +149,15 @@ def load_text_encoder(folder: str, device="cpu", dtype: torch.dtype = torch.floa
                             "weights together.")
     model = model.to(device).eval().requires_grad_(False)
     return T5TextEncoder(model, tokenizer)
+
+
+def check_text_width(encoder: T5TextEncoder, channels: int, folder: str) -> None:
+    """Refuse a T5 whose features are not as wide as the transformer's text input (flan-t5-base is
+    a valid T5 too, 768 wide): caught at load, not as a tensor-size error inside the sampler."""
+    if encoder.channels != channels:
+        raise InfinityError(f"{folder}: this T5 gives {encoder.channels}-wide features, but the transformer reads "
+                            f"{channels}-wide ones ({FLAN_T5} gives 2048 for Infinity-2B). Use the text encoder "
+                            "the transformer was trained with.")
 
 
 def _check_folder(folder: str) -> dict:
@@ -237,6 +249,13 @@ def _from_pretrained_kwargs(dtype: torch.dtype, safetensors: bool) -> dict:
     if version < (5, 0) and importlib.util.find_spec("accelerate") is not None:
         kwargs["low_cpu_mem_usage"] = True  # build on `meta`, then load: one copy of the weights (v5 always does)
     return kwargs
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -6,7 +6,7 @@ import os
 import torch
 
 from ..infinity_core.errors import InfinityError
-from ..infinity_core.text import load_text_encoder
+from ..infinity_core.text import check_text_width, load_text_encoder
 from ..infinity_core.transformer import load_transformer
 from ..infinity_core.vae import load_vae
 from . import comfy_bridge as bridge
@@ -80,6 +80,7 @@ class Loader(io.ComfyNode):
 
         device, offload = bridge.devices("text")
         t5 = load_text_encoder(paths[2], device=offload, dtype=bridge.auto_dtype("text", device))
+        check_text_width(t5, net.config.text_channels, paths[2])
 
         return io.NodeOutput(bridge.manage(net, net, "transformer"), bridge.manage(decoder, decoder, "vae"),
                              bridge.manage(t5, t5.model, "text"))

@@ -306,3 +306,21 @@ def test_an_unreadable_tokenizer(tiny, tmp_path):
         load_text_encoder(folder)
     msg = str(err.value)
     assert folder in msg and "could not read the tokenizer" in msg and "tokenizer.json" in msg
+
+
+def test_spiece_model_alone_without_protobuf_names_protobuf(tiny, tmp_path, monkeypatch):
+    from infinity_core import text
+    folder = copy_of(tiny, tmp_path / "t5", drop=("tokenizer.json",))
+    monkeypatch.setattr(text, "_installed", lambda module: module != "google.protobuf")
+    with pytest.raises(InfinityError) as err:
+        load_text_encoder(folder)
+    msg = str(err.value)
+    assert "protobuf" in msg and "not installed" in msg and "tokenizer.json" in msg and "tiktoken" not in msg
+
+
+def test_a_t5_of_another_width_is_refused_at_load(tmp_path):
+    from infinity_core.text import check_text_width
+    narrow = load_text_encoder(write_tiny_t5(str(tmp_path / "narrow"), d_model=64))
+    with pytest.raises(InfinityError, match="64-wide features, but the transformer reads 128-wide"):
+        check_text_width(narrow, 128, str(tmp_path / "narrow"))
+    check_text_width(narrow, 64, str(tmp_path / "narrow"))
