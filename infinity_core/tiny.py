@@ -3,7 +3,10 @@ real files laid out like ComfyUI's models/ folder. Tests and the demo use it whe
 weights are absent; its images are noise."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 
 import torch
 from safetensors.torch import save_file
@@ -20,15 +23,49 @@ TINY_FILES = {"transformer": ("infinity", "tiny-random-infinity.safetensors"),
               "text_encoder": ("text_encoders", "tiny-random-t5")}
 
 
+MANIFEST = "tiny-models.sha256.json"
+
+
 def write_tiny_models(models_dir: str, seed: int = 0) -> dict[str, str]:
-    """Write (once) the tiny set under `models_dir`; returns the path of each part by kind."""
+    """Write the tiny set under `models_dir`, or reuse it when every file is as written (checked
+    against a manifest of hashes: a damaged or half-written set is built again, since nothing
+    here can be downloaded). Returns the path of each part by kind."""
     paths = {kind: os.path.join(models_dir, sub, name) for kind, (sub, name) in TINY_FILES.items()}
-    if not os.path.isfile(paths["transformer"]):
-        os.makedirs(os.path.dirname(paths["transformer"]), exist_ok=True)
-        save_file(build_random_transformer(TINY_TRANSFORMER, seed).state_dict(), paths["transformer"])
-    if not os.path.isfile(paths["vae"]):
-        os.makedirs(os.path.dirname(paths["vae"]), exist_ok=True)
-        torch.save({"vae": vae_state_dict_for_file(build_random_vae(TINY_VAE, seed))}, paths["vae"])
-    if not os.path.isfile(os.path.join(paths["text_encoder"], "config.json")):
-        write_tiny_t5(paths["text_encoder"], d_model=TINY_TRANSFORMER.text_channels, seed=seed)
+    manifest = os.path.join(models_dir, MANIFEST)
+    if _hashes(models_dir, paths) == _read_manifest(manifest):
+        return paths
+    for path in paths.values():
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    save_file(build_random_transformer(TINY_TRANSFORMER, seed).state_dict(), paths["transformer"])
+    torch.save({"vae": vae_state_dict_for_file(build_random_vae(TINY_VAE, seed))}, paths["vae"])
+    write_tiny_t5(paths["text_encoder"], d_model=TINY_TRANSFORMER.text_channels, seed=seed)
+    with open(manifest, "w", encoding="utf-8") as f:
+        json.dump(_hashes(models_dir, paths), f, indent=1, sort_keys=True)
     return paths
+
+
+def _hashes(models_dir: str, paths: dict[str, str]) -> dict[str, str]:
+    """sha256 of every file of the set, by path relative to the models folder."""
+    files = []
+    for path in paths.values():
+        if os.path.isdir(path):
+            files += [os.path.join(here, name) for here, _, names in os.walk(path) for name in names]
+        elif os.path.isfile(path):
+            files.append(path)
+    out = {}
+    for file in sorted(files):
+        with open(file, "rb") as f:
+            out[os.path.relpath(file, models_dir).replace(os.sep, "/")] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def _read_manifest(path: str) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None

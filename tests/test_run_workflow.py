@@ -77,3 +77,16 @@ def test_a_workflow_that_does_not_fit_the_nodes_is_refused_clearly(tmp_path, cac
     workflow.write_text(json.dumps(data))
     assert rw.main([str(workflow), "--cache", str(cache), "--out", str(tmp_path / "out")]) == 2
     assert "seed = -5 is outside" in capsys.readouterr().err
+
+
+def test_a_damaged_tiny_model_set_is_built_again(tmp_path):
+    from infinity_core.tiny import write_tiny_models
+    from infinity_core.transformer import load_transformer
+    paths = write_tiny_models(str(tmp_path))
+    whole = Path(paths["transformer"]).read_bytes()
+    Path(paths["transformer"]).write_bytes(whole[: len(whole) // 2])  # an interrupted first run
+    (Path(paths["text_encoder"]) / "config.json").write_text("{")
+    assert write_tiny_models(str(tmp_path)) == paths
+    assert Path(paths["transformer"]).read_bytes() == whole
+    load_transformer(paths["transformer"])
+    assert json.loads((Path(paths["text_encoder"]) / "config.json").read_text())["d_model"] == 128
