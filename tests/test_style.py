@@ -40,7 +40,8 @@ class AttentionLog:
         original = F.scaled_dot_product_attention
 
         def recording(q, k, v, attn_mask=None, scale=None, **kw):
-            self.calls.append((q, k, v, attn_mask, scale))
+            # copies: a later in-place edit of these tensors must not change what was recorded
+            self.calls.append((q.clone(), k.clone(), v.clone(), attn_mask, scale))
             return original(q, k, v, attn_mask=attn_mask, scale=scale, **kw)
         monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
 
