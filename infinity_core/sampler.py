@@ -6,15 +6,39 @@ which bits each row takes (`choose_bits`) and which rows stay in the batch (`kee
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
 
+from .errors import InfinityError
 from .quantizer import bits_to_codes, resize
 from .schedules import Schedule
 from .text import TextBatch
 from .transformer import InfinityTransformer, KVCache
+
+
+# What the Sampler node's widgets allow; API prompts and the command line get the same checks.
+LIMITS = {"cfg": (1.0, 20.0), "tau": (0.05, 2.0), "top_k": (0, 1000), "top_p": (0.0, 1.0), "batch_size": (1, 16)}
+SEED_RANGE = 2 ** 64  # torch generators take seeds below this; seed + i wraps around
+
+
+def check_number(name: str, value, integer: bool = False) -> None:
+    """Refuse a value outside LIMITS[name] (NaN and infinity included), naming the input."""
+    low, high = LIMITS[name]
+    kind = "a whole number" if integer else "a number"
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(value, bool) or not ok or not low <= value <= high:
+        raise InfinityError(f"{name} must be {kind} from {low} to {high}; got {value!r}.")
+
+
+def seeds_for(seed: int, batch: int) -> list[int]:
+    """The seeds of a batch: seed, seed + 1, ... (wrapping around at 2^64)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_RANGE:
+        raise InfinityError(f"seed must be a whole number from 0 to 2^64 - 1; got {seed!r}.")
+    check_number("batch_size", batch, integer=True)
+    return [(seed + i) % SEED_RANGE for i in range(batch)]
 
 
 @dataclass(frozen=True)
@@ -24,6 +48,14 @@ class SamplingSettings:
     tau: float | Sequence[float] = 0.5
     top_k: int = 900
     top_p: float = 0.97
+
+    def __post_init__(self):
+        for name in ("cfg", "tau"):
+            value = getattr(self, name)
+            for one in value if isinstance(value, Sequence) else [value]:
+                check_number(name, one)
+        check_number("top_k", self.top_k, integer=True)
+        check_number("top_p", self.top_p)
 
     def cfg_at(self, si: int) -> float:
         return float(self.cfg[si]) if isinstance(self.cfg, Sequence) else float(self.cfg)

@@ -9,7 +9,7 @@ from fractions import Fraction
 import torch
 
 from ..infinity_core.errors import InfinityError
-from ..infinity_core.sampler import SamplingSettings, generate
+from ..infinity_core.sampler import LIMITS, SEED_RANGE, SamplingSettings, generate, seeds_for
 from ..infinity_core.schedules import H_DIV_W_TEMPLATES, PIXEL_BUDGETS, Schedule, schedule, schedule_for_size
 from ..infinity_core.style import Stages, StyleReference, stylize
 from . import comfy_bridge as bridge
@@ -18,9 +18,6 @@ from .common import CATEGORY, CodesIO, ConditioningIO, ContentIO, ModelIO, Stage
 from .conditioning import PlainConditioning
 from .decode import preview_picture
 from .stages import for_model
-
-SEED_RANGE = 2 ** 64  # torch generators take seeds below this; seed + i wraps around
-
 
 def _aspect_label(h_div_w: float) -> str:
     ratio = Fraction(h_div_w).limit_denominator(7)  # h/w; the templates are 1:1 ... 1:3 and 3:1
@@ -52,6 +49,8 @@ def make_schedule(aspect: str, custom_size: str, pixel_budget: str, content) -> 
             raise InfinityError(f"Could not read the size {custom_size!r}: write width x height, such as 1024x768.")
         width, height = int(match[1]), int(match[2])
         return schedule_for_size(height, width, pixel_budget)
+    if aspect not in ASPECTS:
+        raise InfinityError(f"aspect {aspect!r} is not one of: {', '.join([*ASPECTS, CUSTOM, FROM_CONTENT])}.")
     return schedule(ASPECTS[aspect], pixel_budget)
 
 
@@ -95,14 +94,14 @@ class Sampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=SEED_RANGE - 1, control_after_generate=True,
                              tooltip="Random seed. Image i of a batch uses seed + i, so any image can be remade "
                                      "alone."),
-                io.Float.Input("cfg", default=3.0, min=1.0, max=20.0, step=0.1, round=0.01,
+                io.Float.Input("cfg", default=3.0, min=LIMITS["cfg"][0], max=LIMITS["cfg"][1], step=0.1, round=0.01,
                                tooltip="Classifier-free guidance. 3 is Infinity's usual value; 1 turns it off."),
-                io.Float.Input("tau", default=0.5, min=0.05, max=2.0, step=0.05, round=0.01,
+                io.Float.Input("tau", default=0.5, min=LIMITS["tau"][0], max=LIMITS["tau"][1], step=0.05, round=0.01,
                                tooltip="Sampling temperature: lower is plainer and more stable, higher more varied."),
-                io.Int.Input("top_k", default=900, min=0, max=1000,
+                io.Int.Input("top_k", default=900, min=LIMITS["top_k"][0], max=LIMITS["top_k"][1],
                              tooltip="Keep the k likeliest outcomes of each bit. A bit has two, so any k of 2 or more "
                                      "keeps both (as Infinity's 900 does); 1 always takes the likelier; 0 = off."),
-                io.Float.Input("top_p", default=0.97, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("top_p", default=0.97, min=LIMITS["top_p"][0], max=LIMITS["top_p"][1], step=0.01,
                                tooltip="Drop a bit outcome whose probability is under 1 - top_p. 0 = off."),
                 io.Combo.Input("aspect", options=[*ASPECTS, CUSTOM, FROM_CONTENT], default=_aspect_label(1.0),
                                tooltip="Width:height of the image, one of the 15 shapes Infinity was trained on. "
@@ -113,7 +112,7 @@ class Sampler(io.ComfyNode):
                 io.Combo.Input("pixel_budget", options=list(PIXEL_BUDGETS), default="1M",
                                tooltip="Image size: 1M is about 1024x1024 (13 scales), which Infinity-2B is made "
                                        "for; 0.60M, 0.25M and 0.06M stop after 12, 10 and 7 scales."),
-                io.Int.Input("batch_size", default=1, min=1, max=16,
+                io.Int.Input("batch_size", default=1, min=LIMITS["batch_size"][0], max=LIMITS["batch_size"][1],
                              tooltip="Images per run, with seeds seed, seed+1, ..."),
             ],
             outputs=[CodesIO.Output(display_name="codes")],
@@ -125,7 +124,7 @@ class Sampler(io.ComfyNode):
                 batch_size, styles=None, stages=None, content=None):
         plan = make_schedule(aspect, custom_size, pixel_budget, content)
         settings = SamplingSettings(cfg=cfg, tau=tau, top_k=top_k, top_p=top_p)
-        seeds = [(seed + i) % SEED_RANGE for i in range(batch_size)]
+        seeds = seeds_for(seed, batch_size)
         net, guided = model.obj, settings.guided(len(plan))
         on_scale = _reporter(vae.obj, plan, batch_size)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..infinity_core.errors import InfinityError
 from ..infinity_core.style import StyleReference
+from ..infinity_core.style.references import check_picture
 from ._api import io
 from .common import CATEGORY, ContentIO, StyleIO, user_errors
 
@@ -55,6 +56,11 @@ class StyleImageEncoder(io.ComfyNode):
     @classmethod
     @user_errors
     def execute(cls, image, weight, mask=None, styles=None):
+        check_picture(image, "style image")
+        if mask is not None:
+            check_picture(mask, "mask")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
+            raise InfinityError(f"weight must be a number, 0 (off) or more; got {weight!r}.")
         images = list(image) if image.ndim == 4 else [image]
         added = tuple(StyleReference(picture, weight, m) for picture, m in zip(images, _masks(mask, len(images))))
         return io.NodeOutput(tuple(styles or ()) + added)
@@ -78,6 +84,7 @@ class ContentImageEncoder(io.ComfyNode):
     @classmethod
     @user_errors
     def execute(cls, image):
+        check_picture(image, "content image")
         if image.ndim == 4 and image.shape[0] != 1:
             raise InfinityError(f"Got a batch of {image.shape[0]} content images; a run restyles one. Pick one "
                                 "with an image-from-batch node, or run them one at a time.")

@@ -29,7 +29,16 @@ class StyleReference:
     mask: Optional[torch.Tensor] = None
 
 
+def check_picture(tensor: torch.Tensor, what: str) -> None:
+    """Refuse an empty picture or one holding NaN / infinity (an API prompt can send either)."""
+    if tensor.ndim >= 2 and 0 in tensor.shape:
+        raise InfinityError(f"The {what} is empty (shape {tuple(tensor.shape)}): give a picture with pixels.")
+    if not torch.isfinite(tensor).all():
+        raise InfinityError(f"The {what} holds NaN or infinite values: give a picture with values from 0 to 1.")
+
+
 def _as_bchw(image: torch.Tensor) -> torch.Tensor:
+    check_picture(image, "image")
     if image.ndim == 4:
         if image.shape[0] != 1:
             raise InfinityError(f"Expected one image, got a batch of {image.shape[0]}; give each image separately.")
@@ -62,6 +71,7 @@ def fit_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def fit_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """MASK of any size -> [H, W] in [0, 1] at the output size."""
+    check_picture(mask, "mask")
     if mask.ndim == 3:
         if mask.shape[0] != 1:
             raise InfinityError(f"Expected one mask per style, got a batch of {mask.shape[0]}.")
