@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 from dataclasses import dataclass
 
@@ -10,6 +11,8 @@ import torch
 
 from .checkpoint import read_state_dict
 from .errors import InfinityError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -97,6 +100,10 @@ class T5TextEncoder:
                                     "Write a few words describing it (for example 'a cat'), or leave it out.")
         if not prompts:
             return TextBatch(torch.zeros(0, self.channels, device=self.device), [])
+        for i, count in enumerate(len(ids) for ids in self.tokenizer(prompts).input_ids):
+            if count > MAX_TOKENS:
+                log.warning("Prompt %d of %d has %d tokens; the text encoder reads %d, so the rest was cut: %r",
+                            i + 1, len(prompts), count, MAX_TOKENS, prompts[i][:60] + "...")
         tokens = self.tokenizer(prompts, max_length=MAX_TOKENS, truncation=True, padding="longest",
                                 return_tensors="pt")
         device = self.device

@@ -90,3 +90,21 @@ def test_top_p_drops_an_outcome_exactly_at_the_boundary():
     kept = filter_logits(torch.zeros(3, 2), top_k=0, top_p=0.5)
     assert torch.isinf(kept).sum(dim=-1).tolist() == [1, 1, 1]
     assert not torch.isinf(filter_logits(torch.zeros(3, 2), top_k=0, top_p=0.51)).any()
+
+
+def test_the_only_style_at_weight_0_or_under_an_empty_mask_is_a_text_only_style(models, cond):
+    text_only = run(models, cond, styles=(StyleReference(None),))
+    assert torch.equal(run(models, cond, styles=(StyleReference(STYLE.image, weight=0.0),)), text_only)
+    assert torch.equal(run(models, cond, styles=(StyleReference(STYLE.image, mask=torch.zeros(8, 8)),)), text_only)
+
+
+def test_a_template_with_an_unknown_field_is_refused_and_one_without_style_warned(caplog):
+    import pytest
+    from infinity_core.errors import InfinityError
+    with pytest.raises(InfinityError, match=r"has \{subject\}; it knows only \{content\} and \{style\}"):
+        generation_prompt("a cat", "ink", "{subject} in {style}")
+    with pytest.raises(InfinityError, match=r"must contain \{content\}"):
+        generation_prompt("a cat", "ink", "a picture in {style}")
+    with caplog.at_level("WARNING"):
+        assert generation_prompt("a cat", "ink", "{content}, painted") == "a cat, painted"
+    assert any("has no {style}" in r.getMessage() for r in caplog.records)

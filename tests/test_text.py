@@ -324,3 +324,12 @@ def test_a_t5_of_another_width_is_refused_at_load(tmp_path):
     with pytest.raises(InfinityError, match="64-wide features, but the transformer reads 128-wide"):
         check_text_width(narrow, 128, str(tmp_path / "narrow"))
     check_text_width(narrow, 64, str(tmp_path / "narrow"))
+
+
+def test_a_prompt_over_512_tokens_warns_that_it_was_cut(encoder, caplog):
+    with caplog.at_level("WARNING", logger="infinity_core.text"):
+        encoder.encode(["a cat"])
+        assert not caplog.records
+        encoder.encode(["a cat", "word " * 600])
+    cut = [r.getMessage() for r in caplog.records if r.name == "infinity_core.text"]
+    assert len(cut) == 1 and "Prompt 2 of 2" in cut[0] and "reads 512, so the rest was cut" in cut[0]

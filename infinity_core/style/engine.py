@@ -29,7 +29,8 @@ from .stages import Stages
 
 def _active_styles(styles: Sequence[StyleReference], size) -> list[tuple[StyleReference, Optional[torch.Tensor]]]:
     """Styles that can act, with their masks fitted to the output; weight 0 or an empty mask is
-    the same as leaving the style out, and a mask covering everything the same as none."""
+    the same as leaving the style out, and a mask covering everything the same as none. With no
+    style left, the style prompt alone is the style, as when no style is given at all."""
     active = []
     for i, ref in enumerate(styles):
         if ref.weight < 0 or not math.isfinite(ref.weight):
@@ -38,7 +39,7 @@ def _active_styles(styles: Sequence[StyleReference], size) -> list[tuple[StyleRe
         if ref.weight == 0 or (mask is not None and mask.max() <= 0):
             continue
         active.append((ref, None if mask is None or mask.min() >= 1 else mask))
-    return active
+    return active or [(StyleReference(None), None)]
 
 
 @dataclass

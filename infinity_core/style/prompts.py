@@ -2,6 +2,8 @@
 "<content> in <style>" (the template is editable)."""
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -11,10 +13,24 @@ from ..text import TextBatch
 DEFAULT_TEMPLATE = "{content} in {style}"
 
 
+_FIELD = re.compile(r"\{(\w*)\}")
+log = logging.getLogger(__name__)
+
+
 def generation_prompt(content: str, style: str, template: str = DEFAULT_TEMPLATE) -> str:
+    """The template with {content} and {style} filled in. Without {content} the generation
+    would not know its subject (refused); an unknown {field} would reach T5 as written (refused);
+    without {style} the style images still act, but the prompt does not name the style (warned)."""
+    unknown = sorted({f"{{{name}}}" for name in _FIELD.findall(template)} - {"{content}", "{style}"})
+    if unknown:
+        raise InfinityError(f"The generation template {template!r} has {', '.join(unknown)}; it knows only "
+                            f"{{content}} and {{style}}, such as {DEFAULT_TEMPLATE!r}.")
     if "{content}" not in template:
         raise InfinityError(f"The generation template {template!r} must contain {{content}} "
                             f"(and usually {{style}}), such as {DEFAULT_TEMPLATE!r}.")
+    if "{style}" not in template:
+        log.warning("The generation template %r has no {style}: the generated image's prompt will not name the "
+                    "style.", template)
     return template.replace("{content}", content.strip()).replace("{style}", style.strip())
 
 
