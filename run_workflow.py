@@ -326,10 +326,6 @@ def _loader_files(workflow: dict, specs) -> list[tuple[str, str]]:
             for k, v in widget_values(specs[LOADER], node["widgets_values"]).items() if k in folders]
 
 
-def default_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "infinitystyle" / "tiny-models"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("workflow", help="a UI-format workflow, e.g. workflows/infinity_style_basic.json")
@@ -337,10 +333,11 @@ def main(argv=None) -> int:
     parser.add_argument("--models", help="folder laid out like ComfyUI's models/ (default: the repository's "
                                          "models/, if it has the files)")
     parser.add_argument("--input", help="folder LoadImage reads from, before the repository's examples/")
-    parser.add_argument("--cache", default=str(default_cache()), help="where the tiny random model set is kept")
+    pack = load_pack()
+    tiny = importlib.import_module(f"{PACK_NAME}.infinity_core.tiny")
+    parser.add_argument("--cache", default=tiny.default_cache_dir(), help="where the tiny random model set is kept")
     args = parser.parse_args(argv)
 
-    pack = load_pack()
     bridge = importlib.import_module(f"{PACK_NAME}.nodes.comfy_bridge")
     errors = importlib.import_module(f"{PACK_NAME}.infinity_core.errors")
     workflow = json.loads(Path(args.workflow).read_text(encoding="utf-8"))

@@ -4,65 +4,253 @@
   python -m infinity_core stylize --models DIR --content "a cat" --style "watercolor painting" \\
       --style-image ref.png --out cat_watercolor.png
 
-DIR is laid out like ComfyUI's models folder: infinity/infinity_2b_reg.(pth|safetensors),
-vae/infinity_vae_d32reg.pth, text_encoders/flan-t5-xl/ (or give --transformer/--vae/--t5).
+DIR is laid out like ComfyUI's models folder: infinity/infinity_2b_reg.pth, vae/infinity_vae_d32reg.pth,
+text_encoders/flan-t5-xl/ (.safetensors copies of the two files work too), or give --transformer/--vae/--t5.
+--tiny runs a tiny random model set instead, to try the pipeline (its images are noise).
+Every value is checked before any model loads.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
+from PIL import Image
 
 from . import schedules
 from .errors import InfinityError
 from .images import decode_images, load_image, to_pil
-from .sampler import SamplingSettings, generate
-from .style import Stages, StyleReference, encode_prompts, parse_steps, stylize
-from .text import load_text_encoder
+from .sampler import LIMITS, SEED_RANGE, SamplingSettings, check_number, generate, seeds_for
+from .style import Stages, StyleReference, encode_prompts, generation_prompt, parse_steps, stylize
+from .text import check_text_width, load_text_encoder
 from .transformer import load_transformer
 from .vae import load_vae
 
+# slot -> (sub-folder of --models, file names in the README's model table order, flag)
+MODEL_FILES = {
+    "transformer": ("infinity", ("infinity_2b_reg.pth", "infinity_2b_reg.safetensors"), "--transformer"),
+    "vae": ("vae", ("infinity_vae_d32reg.pth", "infinity_vae_d32reg.safetensors"), "--vae"),
+    "t5": ("text_encoders", ("flan-t5-xl",), "--t5"),
+}
 
-def _find(models: str | None, given: str | None, sub: str, names: tuple[str, ...]) -> str:
-    if given:
-        return given
-    if models:
-        for name in names:
-            path = os.path.join(models, sub, name)
-            if os.path.exists(path):
-                return path
-    raise InfinityError(f"No {names[0]} found: put it in {os.path.join(models or '<models>', sub)}/ "
-                        f"or pass its path (see the README's model table).")
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default, and the description as written."""
+
+
+# --- values, checked as the arguments are read -------------------------------------------------------
+
+def _limited(name: str, integer: bool = False) -> Callable[[str], float]:
+    """An argparse type refusing what the Sampler node's widget for `name` refuses."""
+    def read(text: str):
+        try:
+            value = int(text) if integer else float(text)
+            check_number(name, value, integer)
+        except (ValueError, InfinityError) as exc:
+            bad = exc if isinstance(exc, InfinityError) else f"{text!r} is not a {'whole ' if integer else ''}number"
+            raise argparse.ArgumentTypeError(str(bad)) from None
+        return value
+    return read
+
+
+def _seed(text: str) -> int:
+    try:
+        seeds_for(int(text), 1)
+    except (ValueError, InfinityError):
+        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to 2^64 - 1; got {text!r}") from None
+    return int(text)
+
+
+def _style_image(text: str) -> tuple[str, float]:
+    """PATH or PATH=WEIGHT. A path that itself holds '=' is read whole when that file exists."""
+    if os.path.isfile(text):
+        return text, 1.0
+    path, sep, weight = text.rpartition("=")
+    if not sep:
+        return text, 1.0
+    try:
+        value = float(weight)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"in {text!r}, the weight {weight!r} after '=' is not a number of 0 or "
+                                         "more (write PATH=WEIGHT, such as ref.png=0.5)")
+    return path, value
+
+
+def _steps(text: str) -> frozenset:
+    try:
+        return parse_steps(text)
+    except InfinityError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# --- the command line --------------------------------------------------------------------------------
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", help="a folder laid out like ComfyUI's models/")
-    parser.add_argument("--transformer", help="infinity_2b_reg.pth or .safetensors")
-    parser.add_argument("--vae", help="infinity_vae_d32reg.pth")
-    parser.add_argument("--t5", help="the flan-t5-xl folder")
-    parser.add_argument("--aspect", type=float, default=1.0, help="height / width; the nearest template is used")
-    parser.add_argument("--pn", default="1M", choices=list(schedules.PIXEL_BUDGETS), help="pixel budget")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch", type=int, default=1, help="images, with seeds seed, seed+1, ...")
-    parser.add_argument("--cfg", type=float, default=3.0)
-    parser.add_argument("--tau", type=float, default=0.5)
-    parser.add_argument("--top-k", type=int, default=900)
-    parser.add_argument("--top-p", type=float, default=0.97)
-    parser.add_argument("--negative", default="")
+    files = parser.add_argument_group("model files (all three, or --tiny)")
+    files.add_argument("--models", help="a folder laid out like ComfyUI's models/ (infinity/, vae/, text_encoders/)")
+    for slot, (sub, names, flag) in MODEL_FILES.items():
+        files.add_argument(flag, help=f"{names[0]} (instead of looking in --models {sub}/)")
+    files.add_argument("--tiny", action="store_true",
+                       help="use a tiny random model set (built once in a cache folder) to try the pipeline; "
+                            "its images are noise")
+    parser.add_argument("--aspect", type=float, default=1.0, help="height / width; the nearest trained shape is used")
+    parser.add_argument("--pn", default="1M", choices=list(schedules.PIXEL_BUDGETS),
+                        help="pixel budget: 1M is about 1024x1024")
+    parser.add_argument("--seed", type=_seed, default=0, help=f"0 to 2^64 - 1 ({SEED_RANGE - 1})")
+    parser.add_argument("--batch", type=_limited("batch_size", integer=True), default=1,
+                        help="images, with seeds seed, seed+1, ... (%s to %s)" % LIMITS["batch_size"])
+    parser.add_argument("--cfg", type=_limited("cfg"), default=3.0,
+                        help="classifier-free guidance (%s to %s; 1 = off)" % LIMITS["cfg"])
+    parser.add_argument("--tau", type=_limited("tau"), default=0.5,
+                        help="sampling temperature (%s to %s)" % LIMITS["tau"])
+    parser.add_argument("--top-k", type=_limited("top_k", integer=True), default=900,
+                        help="keep the k likeliest outcomes of each bit (%s to %s; 0 = off)" % LIMITS["top_k"])
+    parser.add_argument("--top-p", type=_limited("top_p"), default=0.97,
+                        help="drop a bit outcome under probability 1 - top_p (%s to %s; 0 = off)" % LIMITS["top_p"])
+    parser.add_argument("--negative", default="", help="negative prompt; empty = Infinity's learned null text")
     parser.add_argument("--out", required=True, help="output PNG; a batch adds _0, _1, ...")
 
 
-def _models(args):
+def _generate_options(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--prompt", required=True, help="the image to make")
+
+
+def _stylize_options(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--content", required=True, help="what to draw, e.g. 'a cat'")
+    parser.add_argument("--style", required=True, help="the style in words, e.g. 'watercolor painting'")
+    parser.add_argument("--template", default="{content} in {style}", help="the generated image's prompt")
+    parser.add_argument("--style-image", type=_style_image, action="append", default=[],
+                        help="a style image, optionally PATH=WEIGHT (weight 0 or more); repeat for several; "
+                             "none = the style prompt alone is the style")
+    parser.add_argument("--content-image", help="restyle this image instead of sampling the content")
+    parser.add_argument("--key-steps", type=_steps, default="2,3", help="key stage steps, 0-based")
+    parser.add_argument("--fine-steps", type=_steps, default="4-7", help="fine stage steps, 0-based")
+    for flag, what in (("init", "Feature Initialization"), ("key", "Key Stage Attention Sharing"),
+                       ("aqs", "Adaptive Query Sharing")):
+        parser.add_argument(f"--no-{flag}", action="store_true", help=f"turn {what} off")
+
+
+@dataclass
+class Command:
+    """A subcommand: its help line, how it adds its options, and what it runs (returns the exit code)."""
+    help: str
+    options: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _run_generate(args) -> int:
+    job = _checked_job(args)
+    model, vae, t5 = _models(job.paths)
+    text = t5.encode([args.prompt])
+    negative = t5.encode([args.negative]) if args.negative.strip() else None
+    codes = generate(model, text.select([0] * len(job.seeds)), job.schedule, job.seeds, job.settings,
+                     negative).summed_codes
+    _save(decode_images(vae, codes), args.out)
+    return 0
+
+
+def _run_stylize(args) -> int:
+    job = _checked_job(args)
+    generation_prompt(args.content, args.style, args.template)  # the template is checked before loading too
+    stages = Stages(args.key_steps, args.fine_steps, not args.no_init, not args.no_key, not args.no_aqs)
+    stages.validate(job.schedule, depth=1)  # the command line sets no layer range: the depth is not read
+    styles = [StyleReference(load_image(path), weight) for path, weight in args.style_image]
+    content = load_image(args.content_image) if args.content_image else None
+    model, vae, t5 = _models(job.paths)
+    cond = encode_prompts(t5, args.content, args.style, args.template, args.negative)
+    codes = stylize(model, vae, cond, styles or [StyleReference(None)], stages, job.schedule, job.seeds,
+                    job.settings, content_image=content)
+    _save(decode_images(vae, codes), args.out)
+    return 0
+
+
+# Other commands add an entry here (and, for an option of an existing command, a line in its options).
+COMMANDS = {
+    "generate": Command("plain text-to-image", _generate_options, _run_generate),
+    "stylize": Command("an image of the content in the style of reference images", _stylize_options, _run_stylize),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m infinity_core", description=__doc__, formatter_class=_Help)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(name, help=command.help, description=command.help, formatter_class=_Help)
+        command.options(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+# --- the run -----------------------------------------------------------------------------------------
+
+@dataclass
+class _Job:
+    schedule: schedules.Schedule
+    settings: SamplingSettings
+    seeds: list
+    paths: dict  # slot -> model file or folder
+
+
+def _checked_job(args) -> _Job:
+    """What every generating command checks before loading anything: sizes, sampling, output."""
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if os.path.isdir(args.out):
+        raise InfinityError(f"--out {args.out} is a folder: give a file name such as {os.path.join(args.out, 'image.png')}.")
+    if not os.path.isdir(out_dir):
+        raise InfinityError(f"--out {args.out}: the folder {out_dir} does not exist; create it first.")
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext and ext not in Image.registered_extensions():
+        raise InfinityError(f"--out {args.out}: {ext} is not an image format; use .png.")
+    return _Job(schedules.schedule(args.aspect, args.pn), SamplingSettings(args.cfg, args.tau, args.top_k, args.top_p),
+                seeds_for(args.seed, args.batch), _model_paths(args))
+
+
+def _model_paths(args) -> dict[str, str]:
+    if args.tiny:
+        from .tiny import default_cache_dir, write_tiny_models
+        paths = write_tiny_models(default_cache_dir())
+        print("Using the tiny random model set: THE IMAGES ARE NOISE FROM UNTRAINED WEIGHTS (they show that the "
+              "pipeline runs).")
+        return {"transformer": paths["transformer"], "vae": paths["vae"], "t5": paths["text_encoder"]}
+    found, missing = {}, []
+    for slot, (sub, names, flag) in MODEL_FILES.items():
+        given = getattr(args, slot)
+        if given:
+            candidates = [given]
+        elif args.models:
+            candidates = [os.path.join(args.models, sub, name) for name in names]
+        else:
+            candidates = []
+        path = next((c for c in candidates if os.path.exists(c)), None)
+        if path:
+            found[slot] = path
+        elif given:
+            missing.append(f"{flag} {given}: no such file or folder")
+        else:
+            where = os.path.join(args.models, sub) if args.models else f"<models>/{sub}"
+            missing.append(f"{' or '.join(names)} in {where}/ (or give {flag})")
+    if missing:
+        raise InfinityError("Model files not found:\n  " + "\n  ".join(missing) + "\nDownload them as the README's "
+                            "model table says and pass --models DIR. To try the pipeline without them, add --tiny "
+                            "(a tiny random model set; its images are noise).")
+    return found
+
+
+def _models(paths: dict):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model = load_transformer(_find(args.models, args.transformer, "infinity",
-                                   ("infinity_2b_reg.safetensors", "infinity_2b_reg.pth")), device, dtype)
-    vae = load_vae(_find(args.models, args.vae, "vae", ("infinity_vae_d32reg.pth", "infinity_vae_d32reg.safetensors")),
-                   device)
-    t5 = load_text_encoder(_find(args.models, args.t5, "text_encoders", ("flan-t5-xl",)), device,
-                           torch.float16 if device == "cuda" else torch.float32)
+    model = load_transformer(paths["transformer"], device, dtype)
+    vae = load_vae(paths["vae"], device)
+    t5 = load_text_encoder(paths["t5"], device, torch.float16 if device == "cuda" else torch.float32)
+    check_text_width(t5, model.config.text_channels, paths["t5"])
     return model, vae, t5
 
 
@@ -75,51 +263,12 @@ def _save(images: torch.Tensor, out: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infinity_core", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    plain = commands.add_parser("generate", help="plain text-to-image")
-    _common(plain)
-    plain.add_argument("--prompt", required=True)
-    styled = commands.add_parser("stylize", help="an image of the content in the style of reference images")
-    _common(styled)
-    styled.add_argument("--content", required=True, help="what to draw, e.g. 'a cat'")
-    styled.add_argument("--style", required=True, help="the style in words, e.g. 'watercolor painting'")
-    styled.add_argument("--template", default="{content} in {style}")
-    styled.add_argument("--style-image", action="append", default=[],
-                        help="a style image, optionally PATH=WEIGHT; repeat for several; none = text-only style")
-    styled.add_argument("--content-image", help="restyle this image instead of sampling the content")
-    styled.add_argument("--key-steps", default="2,3")
-    styled.add_argument("--fine-steps", default="4-7")
-    for flag, what in (("init", "Feature Initialization"), ("key", "Key Stage Attention Sharing"),
-                       ("aqs", "Adaptive Query Sharing")):
-        styled.add_argument(f"--no-{flag}", action="store_true", help=f"turn {what} off")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        model, vae, t5 = _models(args)
-        schedule = schedules.schedule(args.aspect, args.pn)
-        settings = SamplingSettings(args.cfg, args.tau, args.top_k, args.top_p)
-        seeds = [args.seed + i for i in range(args.batch)]
-        if args.command == "generate":
-            text = t5.encode([args.prompt])
-            negative = t5.encode([args.negative]) if args.negative.strip() else None
-            codes = generate(model, text.select([0] * len(seeds)), schedule, seeds, settings, negative).summed_codes
-        else:
-            styles = []
-            for spec in args.style_image:
-                path, _, weight = spec.partition("=")
-                styles.append(StyleReference(load_image(path), float(weight or 1)))
-            stages = Stages(parse_steps(args.key_steps), parse_steps(args.fine_steps), not args.no_init,
-                            not args.no_key, not args.no_aqs)
-            cond = encode_prompts(t5, args.content, args.style, args.template, args.negative)
-            content = load_image(args.content_image) if args.content_image else None
-            codes = stylize(model, vae, cond, styles or [StyleReference(None)], stages, schedule, seeds, settings,
-                            content_image=content)
-        _save(decode_images(vae, codes), args.out)
+        return args.run(args)
     except InfinityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -26,6 +26,12 @@ TINY_FILES = {"transformer": ("infinity", "tiny-random-infinity.safetensors"),
 MANIFEST = "tiny-models.sha256.json"
 
 
+def default_cache_dir() -> str:
+    """Where the command lines keep the tiny set: the user's cache folder."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "infinitystyle", "tiny-models")
+
+
 def write_tiny_models(models_dir: str, seed: int = 0) -> dict[str, str]:
     """Write the tiny set under `models_dir`, or reuse it when every file is as written (checked
     against a manifest of hashes: a damaged or half-written set is built again, since nothing

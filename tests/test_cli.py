@@ -1,11 +1,21 @@
 """`python -m infinity_core`: the engine from files, without ComfyUI, on the tiny model set."""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from infinity_core import schedules
+from infinity_core import __main__ as cli
 from infinity_core.__main__ import main
 from infinity_core.tiny import write_tiny_models
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +51,109 @@ def test_stylize_with_weighted_styles_and_a_content_image(models, tmp_path):
 
 
 def test_bad_input_is_one_clear_line(models, tmp_path, capsys):
-    code = main(["stylize", *_flags(models), "--content", "a cat", "--style", "ink", "--key-steps", "2-",
-                 "--out", str(tmp_path / "x.png")])
-    assert code == 2
-    assert "Could not read the step list '2-'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["stylize", *_flags(models), "--content", "a cat", "--style", "ink", "--key-steps", "2-",
+              "--out", str(tmp_path / "x.png")])
+    assert exit_.value.code == 2
+    assert "argument --key-steps: Could not read the step list '2-'" in capsys.readouterr().err
     assert main(["generate", "--models", str(tmp_path / "none"), "--prompt", "a cat", "--out", str(tmp_path / "y.png")]) == 2
-    assert "put it in" in capsys.readouterr().err
+    assert "Model files not found" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Any model load fails the test: values must be checked before."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the values were checked")
+    for name in ("load_transformer", "load_vae", "load_text_encoder"):
+        monkeypatch.setattr(cli, name, refuse)
+
+
+@pytest.mark.parametrize("flag,value,fragment", [
+    ("--tau", "0", "tau must be a number from 0.05 to 2.0"), ("--tau", "-1", "tau must be"),
+    ("--cfg", "nan", "cfg must be"), ("--cfg", "inf", "cfg must be"), ("--batch", "0", "batch_size must be"),
+    ("--seed", str(2 ** 64), "a seed is a whole number from 0 to 2^64 - 1"), ("--seed", "-1", "a seed is"),
+    ("--top-p", "1.5", "top_p must be"), ("--top-k", "-1", "top_k must be"), ("--top-k", "2.5", "not a whole number"),
+    ("--style-image", "x.png=abc", "the weight 'abc' after '=' is not a number"),
+    ("--style-image", "x.png=-1", "the weight '-1'"), ("--key-steps", "2-", "Could not read the step list"),
+])
+def test_every_value_the_widgets_refuse_is_refused_before_loading(models, tmp_path, capsys, no_loading, flag, value,
+                                                                   fragment):
+    with pytest.raises(SystemExit) as exit_:
+        main(["stylize", *_flags(models), "--content", "a cat", "--style", "ink", flag, value,
+              "--out", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and fragment in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    (["--fine-steps", "4-12"], "Fine step 10,11,12 is out of range"),
+    (["--template", "{subject} in {style}"], "it knows only {content} and {style}"),
+    (["--style-image", "missing.png"], "Could not read the image missing.png"),
+    (["--out", "."], "is a folder"), (["--out", "nowhere/x.png"], "does not exist"),
+    (["--out", "x.abc"], ".abc is not an image format"),
+])
+def test_settings_that_need_the_schedule_are_checked_before_loading(models, tmp_path, monkeypatch, capsys,
+                                                                     no_loading, extra, fragment):
+    monkeypatch.chdir(tmp_path)
+    assert main(["stylize", *_flags(models), "--content", "a cat", "--style", "ink", "--out", "x.png", *extra]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_missing_model_files_are_all_listed_with_the_readme_names(tmp_path, capsys, no_loading):
+    (tmp_path / "models" / "vae").mkdir(parents=True)
+    (tmp_path / "models" / "vae" / "infinity_vae_d32reg.pth").write_bytes(b"x")
+    assert main(["generate", "--models", str(tmp_path / "models"), "--t5", str(tmp_path / "t5"), "--prompt", "a cat",
+                 "--out", str(tmp_path / "y.png")]) == 2
+    err = capsys.readouterr().err
+    assert "infinity_2b_reg.pth or infinity_2b_reg.safetensors in" in err and f"--t5 {tmp_path / 't5'}" in err
+    assert "infinity_vae_d32reg" not in err and "add --tiny" in err
+
+
+class Captured(Exception):
+    pass
+
+
+def test_style_image_weights_and_paths_with_an_equals_sign_reach_the_engine(models, tmp_path, monkeypatch):
+    for name in ("a=b.png", "s.png"):
+        Image.new("RGB", (20, 20), (10, 200, 30)).save(tmp_path / name)
+
+    def capture(model, vae, cond, styles, *args, **kwargs):
+        raise Captured([s.weight for s in styles])
+    monkeypatch.setattr(cli, "stylize", capture)
+    with pytest.raises(Captured) as got:
+        main(["stylize", *_flags(models), "--content", "a cat", "--style", "ink", "--out", str(tmp_path / "o.png"),
+              "--style-image", str(tmp_path / "a=b.png"), "--style-image", f"{tmp_path / 's.png'}=0.5",
+              "--style-image", f"{tmp_path / 'a=b.png'}=2"])
+    assert got.value.args[0] == [1.0, 0.5, 2.0]
+
+
+def test_every_option_has_help_and_shows_its_default():
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
+        assert "(default: 1M)" in " ".join(sub.format_help().split())
+
+
+def test_tiny_runs_the_pipeline_without_model_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "tiny.png"
+    assert main(["generate", "--tiny", "--pn", "0.06M", "--prompt", "a cat", "--out", str(out)]) == 0
+    assert "NOISE FROM UNTRAINED WEIGHTS" in capsys.readouterr().out and Image.open(out).size == (256, 256)
+
+
+def test_installed_as_the_readme_says_it_runs_from_any_folder(tmp_path):
+    """`pip install -e .` (here into a target folder, from a copy) puts infinity_core on the path."""
+    source = tmp_path / "src"
+    shutil.copytree(REPO / "infinity_core", source / "infinity_core", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", source)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
+                    str(tmp_path / "site"), str(source)], check=True, capture_output=True, timeout=300)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([sys.executable, "-m", "infinity_core", "generate", "--prompt", "a cat", "--out", "x.png"],
+                            cwd=elsewhere, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    assert result.returncode == 2 and "Model files not found" in result.stderr and "--tiny" in result.stderr
