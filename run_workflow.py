@@ -340,7 +340,15 @@ def main(argv=None) -> int:
 
     bridge = importlib.import_module(f"{PACK_NAME}.nodes.comfy_bridge")
     errors = importlib.import_module(f"{PACK_NAME}.infinity_core.errors")
-    workflow = json.loads(Path(args.workflow).read_text(encoding="utf-8"))
+    try:
+        workflow = json.loads(Path(args.workflow).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = "no such file" if isinstance(exc, FileNotFoundError) else f"not a readable JSON workflow ({exc})"
+        print(f"error: {args.workflow}: {reason}", file=sys.stderr)
+        return 2
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"error: --out {args.out} is a file; give a folder for the images", file=sys.stderr)
+        return 2
     models = Path(args.models or REPO / "models")
     bridge.use_models_dir(str(models))
     specs = all_specs(pack_nodes(pack))

@@ -90,3 +90,27 @@ def test_a_damaged_tiny_model_set_is_built_again(tmp_path):
     assert Path(paths["transformer"]).read_bytes() == whole
     load_transformer(paths["transformer"])
     assert json.loads((Path(paths["text_encoder"]) / "config.json").read_text())["d_model"] == 128
+
+
+@pytest.mark.parametrize("case,fragment", [
+    ("missing", "missing.json: no such file"), ("not json", "not a readable JSON workflow"),
+    ("folder", "not a readable JSON workflow"), ("out is a file", "is a file; give a folder"),
+    ("not an image", "is not an image Pillow can read"),
+])
+def test_bad_files_are_one_line_errors(tmp_path, cache, capsys, case, fragment):
+    workflow, out = REPO / "workflows" / "infinity_style_basic.json", tmp_path / "out"
+    if case == "missing":
+        workflow = tmp_path / "missing.json"
+    elif case == "not json":
+        workflow = tmp_path / "w.json"
+        workflow.write_text("{nodes: oops")
+    elif case == "folder":
+        workflow = tmp_path
+    elif case == "out is a file":
+        out.write_text("a file")
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "infinitystyle_style_waves.png").write_text("not a picture")
+    assert rw.main([str(workflow), "--cache", str(cache), "--out", str(out), "--input", str(tmp_path / "inputs")]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in err
