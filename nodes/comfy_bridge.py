@@ -6,6 +6,7 @@ models folder (`use_models_dir`), no progress bar and no cancel.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -140,6 +141,13 @@ class _Shell(torch.nn.Module):
         self.inner = module
 
 
+@functools.cache
+def _shell_class(name: str) -> type:
+    """A _Shell subclass named after the model it holds: ComfyUI's log says "Requested to load
+    <class name>", which should name the model, not the shell."""
+    return type(name, (_Shell,), {"__doc__": _Shell.__doc__})
+
+
 @dataclass(frozen=True)
 class Managed:
     """A loaded model as it travels between nodes: `obj` is what the nodes call, `patcher` is
@@ -152,7 +160,8 @@ def manage(obj: Any, module: torch.nn.Module, kind: str) -> Managed:
     if not IN_COMFY:
         return Managed(obj)
     load_device, offload_device = devices(kind)
-    return Managed(obj, comfy.model_patcher.ModelPatcher(_Shell(module), load_device, offload_device))
+    shell = _shell_class(type(module).__name__)(module)
+    return Managed(obj, comfy.model_patcher.ModelPatcher(shell, load_device, offload_device))
 
 
 def load(*models: Managed, memory_required: int = 0) -> None:

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from test_nodes import loaded, plain  # noqa: F401  (the session's pack on tiny models)
+from test_nodes import comfy, loaded, plain  # noqa: F401  (the session's pack on tiny models)
 
 
 def test_the_loader_refuses_a_t5_of_another_width(plain):  # noqa: F811
@@ -59,3 +59,9 @@ def test_an_aspect_not_in_the_list_is_refused_with_the_list(plain, graph):  # no
 def test_empty_or_nan_pictures_and_bad_weights_are_refused_by_name(plain, node, inputs, fragment):  # noqa: F811
     widgets = {k: inputs.pop(k) for k in list(inputs) if k == "weight"}
     assert fragment in plain.error(node, inputs, **widgets)
+
+
+def test_comfyui_log_names_each_model_not_a_shell(comfy):  # noqa: F811
+    model, vae, text_encoder = loaded(comfy)
+    names = [type(m.patcher.model).__name__ for m in (model, vae, text_encoder)]
+    assert names == ["InfinityTransformer", "BSQVAE", "T5EncoderModel"]
