@@ -203,7 +203,8 @@ def _checked_job(args) -> _Job:
     """What every generating command checks before loading anything: sizes, sampling, output."""
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if os.path.isdir(args.out):
-        raise InfinityError(f"--out {args.out} is a folder: give a file name such as {os.path.join(args.out, 'image.png')}.")
+        raise InfinityError(f"--out {args.out} is a folder: give a file name such as "
+                            f"{os.path.join(args.out, 'image.png')}.")
     if not os.path.isdir(out_dir):
         raise InfinityError(f"--out {args.out}: the folder {out_dir} does not exist; create it first.")
     ext = os.path.splitext(args.out)[1].lower()

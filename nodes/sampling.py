@@ -132,7 +132,7 @@ class Sampler(io.ComfyNode):
             if styles or stages or content is not None:
                 raise InfinityError("A plain prompt (Infinity Text Encode) has no style path: use Infinity "
                                     "Three-Prompt Conditioner with style images, stages or a content image.")
-            bridge.load(model, vae, memory_required=_cache_bytes(net, plan, batch_size * (1 + guided)))
+            bridge.load(model, vae, memory_required=_cache_bytes(net, plan, 1 + guided))  # one image per pass
             text = conditioning.text.select([0] * batch_size)
             summed = generate(net, text, plan, seeds, settings, negative=conditioning.negative,
                               callback=on_scale).summed_codes

@@ -56,7 +56,8 @@ def test_bad_input_is_one_clear_line(models, tmp_path, capsys):
               "--out", str(tmp_path / "x.png")])
     assert exit_.value.code == 2
     assert "argument --key-steps: Could not read the step list '2-'" in capsys.readouterr().err
-    assert main(["generate", "--models", str(tmp_path / "none"), "--prompt", "a cat", "--out", str(tmp_path / "y.png")]) == 2
+    assert main(["generate", "--models", str(tmp_path / "none"), "--prompt", "a cat",
+                 "--out", str(tmp_path / "y.png")]) == 2
     assert "Model files not found" in capsys.readouterr().err
 
 

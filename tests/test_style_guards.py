@@ -73,8 +73,8 @@ def test_the_content_row_replays_the_content_image(models, cond, monkeypatch):
 def test_the_negative_prompt_reaches_plain_and_stylized_runs(models, cond):
     negative = random_text(4, 21)
     plain = generate(models[0], cond.generation, SCHEDULE, [7], SETTINGS).summed_codes
-    assert not torch.equal(generate(models[0], cond.generation, SCHEDULE, [7], SETTINGS, negative=negative).summed_codes,
-                           plain)
+    negated = generate(models[0], cond.generation, SCHEDULE, [7], SETTINGS, negative=negative).summed_codes
+    assert not torch.equal(negated, plain)
     with_negative = StyleConditioning(cond.content, cond.style, cond.generation, negative, {})
     assert not torch.equal(run(models, with_negative), run(models, cond))
 
