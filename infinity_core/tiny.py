@@ -15,6 +15,11 @@ from .vae import VAEConfig, build_random_vae, vae_state_dict_for_file
 
 TINY_TRANSFORMER = TransformerConfig(depth=4, embed_dim=64, num_heads=2, text_channels=128, block_chunks=2)
 TINY_VAE = VAEConfig(32, (1, 1, 1, 1, 1), 1, 32)
+# The 8B family in miniature: 56-bit tokens over a 14-bit VAE that downsamples 8x (spatial patchify).
+TINY_8B_TRANSFORMER = TransformerConfig(depth=4, embed_dim=64, num_heads=2, text_channels=128, block_chunks=2,
+                                        codebook_dim=56)
+TINY_8B_VAE = VAEConfig(32, (1, 1, 1, 1), 1, 14, patch_size=8)
+TINY_FAMILIES = {"2b": (TINY_TRANSFORMER, TINY_VAE), "8b": (TINY_8B_TRANSFORMER, TINY_8B_VAE)}
 TINY_FILES = {"transformer": ("infinity", "tiny-random-infinity.safetensors"),
               "vae": ("vae", "tiny-random-vae.pth"),
               "text_encoder": ("text_encoders", "tiny-random-t5")}

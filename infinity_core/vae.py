@@ -217,6 +217,21 @@ class BSQVAE(nn.Module):
         """Bits per token of the transformer this VAE goes with (32 for 2B, 56 for 8B)."""
         return self.config.z_channels * self.patchify.factor ** 2
 
+    def check_goes_with(self, token_bits: int) -> None:
+        """Refuse to pair this VAE with a transformer whose tokens carry `token_bits` bits."""
+        if token_bits != self.token_bits:
+            raise InfinityError(
+                f"The VAE does not go with the transformer: the transformer's tokens carry {token_bits} bits, "
+                f"this VAE's {self.token_bits}. Use infinity_vae_d32reg with Infinity-2B and "
+                "infinity_vae_d56_f8_14_patchify with Infinity-8B (see the README's model table).")
+
+    def check_codes(self, summed_codes: torch.Tensor) -> None:
+        """Refuse codes another VAE's latent grid made (8B codes given to the 2B VAE, or back)."""
+        if summed_codes.shape[1] != self.config.z_channels:
+            raise InfinityError(
+                f"These codes have {summed_codes.shape[1]} channels, but this VAE decodes {self.config.z_channels}: "
+                "decode them with the VAE the sampler used (the one loaded with the same transformer).")
+
     def encode_latent(self, image: torch.Tensor) -> torch.Tensor:
         """Image [B, 3, H, W] in [-1, 1] (H, W multiples of 16) -> latent [B, d, H/p, W/p] fp32."""
         if image.ndim != 4 or image.shape[1] != 3 or image.shape[2] % VAE_STRIDE or image.shape[3] % VAE_STRIDE:
@@ -235,6 +250,7 @@ class BSQVAE(nn.Module):
     def decode(self, summed_codes: torch.Tensor) -> torch.Tensor:
         """Summed codes [B, d, 1, H, W] or [B, d, H, W] (latent grid) -> image [B, 3, pH, pW] in
         [-1, 1], fp32."""
+        self.check_codes(summed_codes)
         z = summed_codes.squeeze(2) if summed_codes.ndim == 5 else summed_codes
         # Contiguous on purpose: CPU GroupNorm on the channels-last codes loses ~1e-4 of accuracy.
         z = z.contiguous().to(self.dtype)

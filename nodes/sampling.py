@@ -35,7 +35,8 @@ _SIZE = re.compile(r"^\s*(\d+)\s*[xX*]\s*(\d+)\s*$")
 
 @dataclass
 class Codes:
-    """Sampled images before decoding: summed codes [B, 32, 1, H, W] and the schedule they follow."""
+    """Sampled images before decoding: summed codes [B, d, 1, H, W] on the VAE's latent grid and
+    the schedule they follow."""
     summed: torch.Tensor
     schedule: Schedule
 
@@ -127,6 +128,7 @@ class Sampler(io.ComfyNode):
         settings = SamplingSettings(cfg=cfg, tau=tau, top_k=top_k, top_p=top_p)
         seeds = [(seed + i) % SEED_RANGE for i in range(batch_size)]
         net, guided = model.obj, settings.guided(len(plan))
+        vae.obj.check_goes_with(net.config.codebook_dim)
         on_scale = _reporter(vae.obj, plan, batch_size)
 
         if isinstance(conditioning, PlainConditioning):
