@@ -99,7 +99,8 @@ class Sampler(io.ComfyNode):
                 io.Float.Input("cfg", default=3.0, min=1.0, max=20.0, step=0.1, round=0.01,
                                tooltip="Classifier-free guidance. 3 is Infinity's usual value; 1 turns it off."),
                 io.Float.Input("tau", default=0.5, min=0.05, max=2.0, step=0.05, round=0.01,
-                               tooltip="Sampling temperature: lower is plainer and more stable, higher more varied."),
+                               tooltip="Sampling temperature: lower is plainer and more stable, higher more varied. "
+                                       "0.5 suits Infinity-2B; Infinity-8B's own examples use 1.0."),
                 io.Int.Input("top_k", default=900, min=0, max=1000,
                              tooltip="Keep the k likeliest outcomes of each bit. A bit has two, so any k of 2 or more "
                                      "keeps both (as Infinity's 900 does); 1 always takes the likelier; 0 = off."),
@@ -112,8 +113,9 @@ class Sampler(io.ComfyNode):
                                 tooltip="Width x height for aspect 'custom'. Only the shape counts: the pixel budget "
                                         "sets the size."),
                 io.Combo.Input("pixel_budget", options=list(PIXEL_BUDGETS), default="1M",
-                               tooltip="Image size: 1M is about 1024x1024 (13 scales), which Infinity-2B is made "
-                                       "for; 0.60M, 0.25M and 0.06M stop after 12, 10 and 7 scales."),
+                               tooltip="Image size: 1M is about 1024x1024 (13 scales), which Infinity-2B and -8B are "
+                                       "made for; 0.60M, 0.25M and 0.06M stop after 12, 10 and 7 scales. The "
+                                       "512x512 Infinity-8B model is made for 0.25M."),
                 io.Int.Input("batch_size", default=1, min=1, max=16,
                              tooltip="Images per run, with seeds seed, seed+1, ..."),
             ],
