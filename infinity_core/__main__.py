@@ -6,6 +6,8 @@
 
 DIR is laid out like ComfyUI's models folder: infinity/infinity_2b_reg.(pth|safetensors),
 vae/infinity_vae_d32reg.pth, text_encoders/flan-t5-xl/ (or give --transformer/--vae/--t5).
+For Infinity-8B: infinity/infinity_8b_weights/ (the sharded folder) and
+vae/infinity_vae_d56_f8_14_patchify.pth; the VAE is looked for by the transformer's family.
 """
 from __future__ import annotations
 
@@ -39,15 +41,16 @@ def _find(models: str | None, given: str | None, sub: str, names: tuple[str, ...
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", help="a folder laid out like ComfyUI's models/")
-    parser.add_argument("--transformer", help="infinity_2b_reg.pth or .safetensors")
-    parser.add_argument("--vae", help="infinity_vae_d32reg.pth")
+    parser.add_argument("--transformer", help="infinity_2b_reg.pth or .safetensors, or an 8B weights folder")
+    parser.add_argument("--vae", help="infinity_vae_d32reg.pth (2B) or infinity_vae_d56_f8_14_patchify.pth (8B)")
     parser.add_argument("--t5", help="the flan-t5-xl folder")
     parser.add_argument("--aspect", type=float, default=1.0, help="height / width; the nearest template is used")
     parser.add_argument("--pn", default="1M", choices=list(schedules.PIXEL_BUDGETS), help="pixel budget")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=1, help="images, with seeds seed, seed+1, ...")
     parser.add_argument("--cfg", type=float, default=3.0)
-    parser.add_argument("--tau", type=float, default=0.5)
+    parser.add_argument("--tau", type=float, default=None,
+                        help="sampling temperature; default 0.5 for 2B, 1.0 for 8B (as their own examples)")
     parser.add_argument("--top-k", type=int, default=900)
     parser.add_argument("--top-p", type=float, default=0.97)
     parser.add_argument("--negative", default="")
@@ -58,9 +61,11 @@ def _models(args):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = load_transformer(_find(args.models, args.transformer, "infinity",
-                                   ("infinity_2b_reg.safetensors", "infinity_2b_reg.pth")), device, dtype)
-    vae = load_vae(_find(args.models, args.vae, "vae", ("infinity_vae_d32reg.pth", "infinity_vae_d32reg.safetensors")),
-                   device)
+                                   ("infinity_2b_reg.safetensors", "infinity_2b_reg.pth", "infinity_8b_weights")),
+                             device, dtype)
+    vae_name = "infinity_vae_d56_f8_14_patchify" if model.config.patchify.factor > 1 else "infinity_vae_d32reg"
+    vae = load_vae(_find(args.models, args.vae, "vae", (f"{vae_name}.pth", f"{vae_name}.safetensors")), device)
+    vae.check_goes_with(model.config.codebook_dim)
     t5 = load_text_encoder(_find(args.models, args.t5, "text_encoders", ("flan-t5-xl",)), device,
                            torch.float16 if device == "cuda" else torch.float32)
     return model, vae, t5
@@ -98,7 +103,8 @@ def main(argv=None) -> int:
     try:
         model, vae, t5 = _models(args)
         schedule = schedules.schedule(args.aspect, args.pn)
-        settings = SamplingSettings(args.cfg, args.tau, args.top_k, args.top_p)
+        tau = args.tau if args.tau is not None else (1.0 if model.config.patchify.factor > 1 else 0.5)
+        settings = SamplingSettings(args.cfg, tau, args.top_k, args.top_p)
         seeds = [args.seed + i for i in range(args.batch)]
         if args.command == "generate":
             text = t5.encode([args.prompt])
