@@ -2,7 +2,7 @@
 import torch
 
 from infinity_core.text import TextBatch
-from infinity_core.tiny import TINY_FAMILIES, TINY_TRANSFORMER, TINY_VAE  # noqa: F401 (re-exported to tests)
+from infinity_core.tiny import TINY_FAMILIES, TINY_TRANSFORMER  # noqa: F401 (TINY_TRANSFORMER: for test_loading)
 from infinity_core.transformer import build_random_transformer
 from infinity_core.vae import build_random_vae
 
