@@ -6,6 +6,7 @@
 
 DIR is laid out like ComfyUI's models folder: infinity/infinity_2b_reg.pth, vae/infinity_vae_d32reg.pth,
 text_encoders/flan-t5-xl/ (.safetensors copies of the two files work too), or give --transformer/--vae/--t5.
+For Infinity-8B: infinity/infinity_8b_weights/ (the sharded folder) and vae/infinity_vae_d56_f8_14_patchify.pth.
 --tiny runs a tiny random model set instead, to try the pipeline (its images are noise).
 Every value is checked before any model loads.
 """
@@ -15,7 +16,7 @@ import argparse
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -32,8 +33,10 @@ from .vae import load_vae
 
 # slot -> (sub-folder of --models, file names in the README's model table order, flag)
 MODEL_FILES = {
-    "transformer": ("infinity", ("infinity_2b_reg.pth", "infinity_2b_reg.safetensors"), "--transformer"),
-    "vae": ("vae", ("infinity_vae_d32reg.pth", "infinity_vae_d32reg.safetensors"), "--vae"),
+    "transformer": ("infinity", ("infinity_2b_reg.pth", "infinity_2b_reg.safetensors", "infinity_8b_weights"),
+                    "--transformer"),
+    "vae": ("vae", ("infinity_vae_d32reg.pth", "infinity_vae_d32reg.safetensors",
+                    "infinity_vae_d56_f8_14_patchify.pth"), "--vae"),
     "t5": ("text_encoders", ("flan-t5-xl",), "--t5"),
 }
 
@@ -107,8 +110,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="images, with seeds seed, seed+1, ... (%s to %s)" % LIMITS["batch_size"])
     parser.add_argument("--cfg", type=_limited("cfg"), default=3.0,
                         help="classifier-free guidance (%s to %s; 1 = off)" % LIMITS["cfg"])
-    parser.add_argument("--tau", type=_limited("tau"), default=0.5,
-                        help="sampling temperature (%s to %s)" % LIMITS["tau"])
+    parser.add_argument("--tau", type=_limited("tau"), default=None,
+                        help="sampling temperature (%s to %s); default 0.5 for 2B, 1.0 for 8B (as their own "
+                             "examples)" % LIMITS["tau"])
     parser.add_argument("--top-k", type=_limited("top_k", integer=True), default=900,
                         help="keep the k likeliest outcomes of each bit (%s to %s; 0 = off)" % LIMITS["top_k"])
     parser.add_argument("--top-p", type=_limited("top_p"), default=0.97,
@@ -151,7 +155,7 @@ def _run_generate(args) -> int:
     model, vae, t5 = _models(job.paths)
     text = t5.encode([args.prompt])
     negative = t5.encode([args.negative]) if args.negative.strip() else None
-    codes = generate(model, text.select([0] * len(job.seeds)), job.schedule, job.seeds, job.settings,
+    codes = generate(model, text.select([0] * len(job.seeds)), job.schedule, job.seeds, _settings(job, model),
                      negative).summed_codes
     _save(decode_images(vae, codes), args.out)
     return 0
@@ -167,7 +171,7 @@ def _run_stylize(args) -> int:
     model, vae, t5 = _models(job.paths)
     cond = encode_prompts(t5, args.content, args.style, args.template, args.negative)
     codes = stylize(model, vae, cond, styles or [StyleReference(None)], stages, job.schedule, job.seeds,
-                    job.settings, content_image=content)
+                    _settings(job, model), content_image=content)
     _save(decode_images(vae, codes), args.out)
     return 0
 
@@ -214,6 +218,13 @@ def _checked_job(args) -> _Job:
                 seeds_for(args.seed, args.batch), _model_paths(args))
 
 
+def _settings(job: _Job, model) -> SamplingSettings:
+    """The job's settings, with the model family's own temperature when --tau was not given."""
+    if job.settings.tau is not None:
+        return job.settings
+    return replace(job.settings, tau=1.0 if model.config.patchify.factor > 1 else 0.5)
+
+
 def _model_paths(args) -> dict[str, str]:
     if args.tiny:
         from .tiny import default_cache_dir, write_tiny_models
@@ -227,6 +238,8 @@ def _model_paths(args) -> dict[str, str]:
         if given:
             candidates = [given]
         elif args.models:
+            if slot == "vae" and os.path.isdir(found.get("transformer", "")):
+                names = names[::-1]  # a sharded folder is the 8B release: look for its patchify VAE first
             candidates = [os.path.join(args.models, sub, name) for name in names]
         else:
             candidates = []
@@ -250,6 +263,7 @@ def _models(paths: dict):
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = load_transformer(paths["transformer"], device, dtype)
     vae = load_vae(paths["vae"], device)
+    vae.check_goes_with(model.config.codebook_dim)
     t5 = load_text_encoder(paths["t5"], device, torch.float16 if device == "cuda" else torch.float32)
     check_text_width(t5, model.config.text_channels, paths["t5"])
     return model, vae, t5

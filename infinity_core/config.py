@@ -7,6 +7,11 @@ from typing import Mapping
 import torch
 
 from .errors import InfinityError
+from .patchify import Patchify
+
+# Bits per token -> latent positions per token side. 2B: a token is one 32-bit position of
+# infinity_vae_d32reg; 8B: a 2x2 block of 14-bit positions of the patchify VAE (see patchify.py).
+PATCH_FACTOR_BY_TOKEN_BITS = {32: 1, 56: 2}
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class TransformerConfig:
             problems.append(f"{self.depth} blocks do not split into {self.block_chunks} chunks")
         if self.text_channels < 64 or self.text_channels % (64 if self.embed_dim > 4096 else 128):
             problems.append(f"text width {self.text_channels} is not a multiple of the text pool's 128-wide heads")
+        if self.codebook_dim not in PATCH_FACTOR_BY_TOKEN_BITS:
+            problems.append(f"tokens of {self.codebook_dim} bits fit no released VAE (2B: 32, 8B: 56)")
         if problems:
             raise InfinityError("Not an Infinity architecture: " + "; ".join(problems) + ".")
 
@@ -44,6 +51,15 @@ class TransformerConfig:
         return round(self.embed_dim * self.mlp_ratio / 256) * 256
 
     @property
+    def patchify(self) -> Patchify:
+        return Patchify(PATCH_FACTOR_BY_TOKEN_BITS[self.codebook_dim])
+
+    @property
+    def vae_codebook_dim(self) -> int:
+        """Bits per latent position of the VAE this transformer goes with."""
+        return self.codebook_dim // self.patchify.factor ** 2
+
+    @property
     def pool_heads(self) -> int:
         """Heads of the text attentive pool: one per 128 T5 channels (per 64 above 4096 wide)."""
         return self.text_channels // (64 if self.embed_dim > 4096 else 128)
@@ -51,6 +67,8 @@ class TransformerConfig:
 
 PRESETS = {
     "infinity_2b": TransformerConfig(depth=32, embed_dim=2048, num_heads=16, block_chunks=8),
+    # also the expected shape of the 512x512 8B model (a checkpoint is read from its own shapes anyway)
+    "infinity_8b": TransformerConfig(depth=40, embed_dim=3584, num_heads=28, block_chunks=8, codebook_dim=56),
 }
 
 

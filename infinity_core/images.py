@@ -45,14 +45,15 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 @torch.no_grad()
 def decode_images(vae, summed_codes: torch.Tensor) -> torch.Tensor:
-    """Summed codes [B, d, 1, H, W] -> images [B, H*16, W*16, 3] in [0, 1] on the CPU."""
+    """Summed codes [B, d, 1, H, W] (latent grid) -> images [B, pH, pW, 3] in [0, 1] on the CPU."""
     pixels = vae.decode(summed_codes.to(next(vae.parameters()).device))
     return ((pixels.float() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).cpu()
 
 
 @torch.no_grad()
 def preview_image(vae, summed_codes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """A cheap look at a forming image: the summed codes at the current scale's (h, w) grid,
-    decoded to an (h*16, w*16) picture [B, h*16, w*16, 3]. Early scales cost almost nothing."""
+    """A cheap look at a forming image: the summed codes at the latent grid under the current
+    scale's (h, w) token grid, decoded to an (h*16, w*16) picture [B, h*16, w*16, 3]. Early
+    scales cost almost nothing."""
     from .quantizer import resize
-    return decode_images(vae, resize(summed_codes, (1, *grid)))
+    return decode_images(vae, resize(summed_codes, (1, *vae.patchify.latent_grid(grid))))

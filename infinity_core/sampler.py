@@ -69,7 +69,8 @@ class SamplingSettings:
 
 @dataclass
 class ScaleEvent:
-    """Reported after each scale: `summed_codes` [B, d, 1, H, W] of the rows the caller shows."""
+    """Reported after each scale: `summed_codes` [B, d, 1, H, W] (on the VAE's latent grid) of the
+    rows the caller shows."""
     step: int
     num_steps: int
     summed_codes: torch.Tensor
@@ -120,9 +121,10 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
                choose_bits: ChooseBits, negative: Optional[TextBatch] = None,
                keep_rows: Optional[Callable[[int], Optional[list[int]]]] = None,
                on_scale: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
-    """Run every scale of `schedule` for the rows of `text`; return their summed codes [B, d, 1, H, W].
+    """Run every scale of `schedule` for the rows of `text`; return their summed codes [B, d, 1, H, W]
+    on the VAE's latent grid (see patchify.py).
 
-    choose_bits(si, logits [B, h*w, 2d]) gives the bits [B, h, w, d] each row takes at step si.
+    choose_bits(si, logits [B, h*w, 2D]) gives the token bits [B, h, w, D] each row takes at step si.
     keep_rows(si), after step si, may name the rows still needed; the others leave the batch
     (and their cache). on_scale(si, summed_codes) is called after each scale."""
     device = model.device
@@ -133,8 +135,9 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
     cond = model.condition(text.to(device))
     cache = KVCache()
     x = model.start_tokens(cond)
-    final = (1, *schedule.final_grid)
-    summed = torch.zeros(rows, model.config.codebook_dim, *final, device=device)
+    patchify = model.config.patchify
+    final = (1, *patchify.latent_grid(schedule.final_grid))
+    summed = torch.zeros(rows, model.config.vae_codebook_dim, *final, device=device)
     last = len(schedule) - 1
     for si, (h, w) in enumerate(schedule.scales):
         logits = model.logits(model.forward_scale(x, si, cond, schedule, cache), cond)
@@ -142,7 +145,7 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
         cfg = settings.cfg_at(si)
         if guided:
             logits = cfg * logits[:rows] + (1 - cfg) * logits[rows:]
-        codes = bits_to_codes(choose_bits(si, logits).view(rows, 1, h, w, -1))
+        codes = bits_to_codes(patchify.unpack_bits(choose_bits(si, logits).view(rows, 1, h, w, -1)))
         if si == last:
             summed = summed + codes
         else:
@@ -158,9 +161,7 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
             cache.keep_rows(batch_rows)
             cond = cond.select(batch_rows)
             rows = len(kept)
-        nh, nw = schedule.scales[si + 1]
-        nxt = resize(summed, (1, nh, nw)).flatten(2).transpose(1, 2)  # [B, h'w', d], row-major
-        x = model.embed_codes(nxt)
+        x = model.embed_codes(patchify.token_inputs(summed, schedule.scales[si + 1]))
         if guided:
             x = torch.cat([x, x])
     return summed
@@ -168,8 +169,8 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
 
 @dataclass
 class Generation:
-    summed_codes: torch.Tensor    # [B, d, 1, H, W]
-    drawn_bits: list              # per scale, [B, 1, h, w, d] uint8: what the generator drew
+    summed_codes: torch.Tensor    # [B, d, 1, H, W] on the latent grid
+    drawn_bits: list              # per scale, token bits [B, 1, h, w, D] uint8: what the generator drew
 
 
 def generate(model: InfinityTransformer, text: TextBatch, schedule: Schedule, seeds: Sequence[int],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -325,7 +326,7 @@ class InfinityTransformer(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Loading and building
 
-WHAT = "an Infinity transformer checkpoint (infinity_2b_reg)"
+WHAT = "an Infinity transformer checkpoint (infinity_2b_reg, or an Infinity-8B weights folder)"
 _REQUIRED_TOP = ("pos_start", "cfg_uncond", "text_norm.weight", "word_embed.weight",
                  "block_chunks.0.module.0.ffn.fc1.weight", "block_chunks.0.module.0.sa.scale_mul_1H11")
 
@@ -334,20 +335,36 @@ def _zero_buffer_names(state) -> list[str]:
     return [k for k in state if k.endswith("zero_k_bias")]
 
 
+def _storage(device, dtype):
+    """Where each tensor of a checkpoint goes: blocks to `dtype`, everything else to fp32 (as `_place`)."""
+    def place(name: str, tensor):
+        if not isinstance(tensor, torch.Tensor):
+            return tensor  # the key check names it
+        return tensor.to(device=device, dtype=dtype if name.startswith("block_chunks.") else torch.float32)
+    return place
+
+
 def load_transformer(path: str, device="cpu", dtype=torch.float32, operations=None) -> InfinityTransformer:
-    """Load a released Infinity checkpoint strictly. Blocks are cast to `dtype` (the compute
-    precision); the text, embedding and head modules stay fp32, as in the reference."""
+    """Load a released Infinity checkpoint strictly: a weight file, or a sharded folder (Infinity-8B),
+    read shard by shard. Blocks are cast to `dtype` (the compute precision); the text, embedding
+    and head modules stay fp32, as in the reference."""
     from .checkpoint import check_state_dict, drop_zero_buffers, read_state_dict
     from .config import config_from_state_dict
     from .errors import CheckpointError, InfinityError
+    from .sharded import find_index, read_sharded_state_dict
 
-    state = read_state_dict(path)
+    if os.path.isdir(path):
+        state = read_sharded_state_dict(path, _storage(device, dtype))
+        path = find_index(path)  # messages below name the shard index
+    else:
+        state = read_state_dict(path)
     missing = [k for k in _REQUIRED_TOP if k not in state]
     if missing:
         raise CheckpointError(
             f"{path}: this is not {WHAT}.\n  missing: {', '.join(missing)}\n"
             f"  the file starts with: {', '.join(list(state)[:5]) or '(no tensors)'}\n"
-            "Pick the transformer file (infinity_2b_reg.pth) for this slot; VAE and T5 files go in their own slots.")
+            "Pick the transformer (infinity_2b_reg.pth, or the infinity_8b_weights folder) for this slot; "
+            "VAE and T5 files go in their own slots.")
     state = drop_zero_buffers(path, state, _zero_buffer_names(state))
     try:
         cfg = config_from_state_dict(state)

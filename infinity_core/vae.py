@@ -1,5 +1,6 @@
-"""The BSQ VAE of Infinity (`infinity_vae_d32reg`): a convolutional encoder/decoder with stride 16
-and a 32-channel latent, quantised to 32 bits per position by `quantizer.py`.
+"""The BSQ VAEs of Infinity: a convolutional encoder/decoder, quantised to one bit per latent
+channel by `quantizer.py`. `infinity_vae_d32reg` (2B) has stride 16 and a 32-channel latent;
+`infinity_vae_d56_f8_14_patchify` (8B) has stride 8 and 14 channels (see patchify.py).
 
 Module and parameter names follow the released checkpoint (`encoder.down.0.block.1.conv1.conv.weight`
 ...), so its state dict loads as it is. Every layer comes from an `operations` namespace
@@ -17,12 +18,11 @@ from torch import nn
 from . import quantizer
 from .checkpoint import check_state_dict, read_state_dict, unwrap
 from .errors import CheckpointError, InfinityError
+from .patchify import Patchify
+from .schedules import VAE_STRIDE
 
-CODEBOOK_DIM = quantizer.CODEBOOK_DIM
-PATCH = 16
-NUM_SCALINGS = 4  # log2(PATCH): levels 0-3 downsample, levels 1-4 upsample
-WHAT = "an Infinity BSQ VAE (infinity_vae_d32reg)"
-MASK_KEYS = ("quantizer.lfq.mask", "quantize.lfq.mask")  # bit weights 2^31..2^0; we never use them
+WHAT = "an Infinity BSQ VAE (infinity_vae_d32reg or infinity_vae_d56_f8_14_patchify)"
+MASK_KEYS = ("quantizer.lfq.mask", "quantize.lfq.mask")  # bit weights 2^(d-1)..2^0; we never use them
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,15 @@ class VAEConfig:
     ch_mult: tuple[int, ...]
     num_res_blocks: int
     z_channels: int
+    patch_size: int = 16  # pixels per latent position: encoder levels 0 .. log2 - 1 downsample
+
+    @property
+    def num_scalings(self) -> int:
+        return self.patch_size.bit_length() - 1
 
 
-PRESETS = {"infinity_vae_d32reg": VAEConfig(128, (1, 2, 4, 4, 4), 2, 32)}
+PRESETS = {"infinity_vae_d32reg": VAEConfig(128, (1, 2, 4, 4, 4), 2, 32),
+           "infinity_vae_d56_f8_14_patchify": VAEConfig(128, (1, 2, 4, 4), 2, 14, patch_size=8)}
 
 
 # --- building blocks ------------------------------------------------------------------------------
@@ -146,7 +152,7 @@ class Encoder(nn.Module):
         self.conv_in = Conv(ops, 3, cfg.base_ch, 3, padding=1, **factory)
         self.down = nn.ModuleList(
             DownLevel(ops, widths[i - 1] if i else cfg.base_ch, widths[i], cfg.num_res_blocks,
-                      i < NUM_SCALINGS, **factory)
+                      i < cfg.num_scalings, **factory)
             for i in range(len(widths)))
         self.mid = Mid(ops, widths[-1], **factory)
         self.norm_out = Norm(ops, widths[-1], **factory)
@@ -169,7 +175,7 @@ class Decoder(nn.Module):
         # block more than the encoder per level.
         self.up = nn.ModuleList(
             UpLevel(ops, widths[min(i + 1, len(widths) - 1)], widths[i], cfg.num_res_blocks + 1,
-                    1 <= i <= NUM_SCALINGS, **factory)
+                    1 <= i <= cfg.num_scalings, **factory)
             for i in range(len(widths)))
         self.norm_out = Norm(ops, widths[0], **factory)
         self.conv_out = Conv(ops, widths[0], 3, 3, padding=1, **factory)
@@ -186,9 +192,12 @@ class Decoder(nn.Module):
 class BSQVAE(nn.Module):
     def __init__(self, config: VAEConfig, operations=None, device=None, dtype=None):
         super().__init__()
-        if config.z_channels != CODEBOOK_DIM:
-            raise InfinityError(f"Only the {CODEBOOK_DIM}-bit BSQ codebook is supported; "
-                                f"this VAE has {config.z_channels} latent channels.")
+        if config.z_channels not in quantizer.CODEBOOK_DIMS:
+            raise InfinityError(f"Only the released BSQ codebooks ({' and '.join(map(str, quantizer.CODEBOOK_DIMS))} "
+                                f"bits) are supported; this VAE has {config.z_channels} latent channels.")
+        if config.patch_size not in (8, 16) or config.num_scalings >= len(config.ch_mult):
+            raise InfinityError(f"A VAE with {len(config.ch_mult)} levels cannot downsample {config.patch_size}x; "
+                                "the released VAEs downsample 16x (5 levels) or 8x (4 levels).")
         ops = operations or nn
         self.config = config
         self.encoder = Encoder(config, ops, device=device, dtype=dtype)
@@ -198,20 +207,50 @@ class BSQVAE(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.encoder.conv_in.conv.weight.dtype
 
+    @property
+    def patchify(self) -> Patchify:
+        """How the transformer's tokens (VAE_STRIDE pixels wide) sit on this VAE's latent grid."""
+        return Patchify(VAE_STRIDE // self.config.patch_size)
+
+    @property
+    def token_bits(self) -> int:
+        """Bits per token of the transformer this VAE goes with (32 for 2B, 56 for 8B)."""
+        return self.config.z_channels * self.patchify.factor ** 2
+
+    def check_goes_with(self, token_bits: int) -> None:
+        """Refuse to pair this VAE with a transformer whose tokens carry `token_bits` bits."""
+        if token_bits != self.token_bits:
+            raise InfinityError(
+                f"The VAE does not go with the transformer: the transformer's tokens carry {token_bits} bits, "
+                f"this VAE's {self.token_bits}. Use infinity_vae_d32reg with Infinity-2B and "
+                "infinity_vae_d56_f8_14_patchify with Infinity-8B (see the README's model table).")
+
+    def check_codes(self, summed_codes: torch.Tensor) -> None:
+        """Refuse codes another VAE's latent grid made (8B codes given to the 2B VAE, or back)."""
+        if summed_codes.shape[1] != self.config.z_channels:
+            raise InfinityError(
+                f"These codes have {summed_codes.shape[1]} channels, but this VAE decodes {self.config.z_channels}: "
+                "decode them with the VAE the sampler used (the one loaded with the same transformer).")
+
     def encode_latent(self, image: torch.Tensor) -> torch.Tensor:
-        """Image [B, 3, H, W] in [-1, 1] (H, W multiples of 16) -> latent [B, 32, H/16, W/16] fp32."""
-        if image.ndim != 4 or image.shape[1] != 3 or image.shape[2] % PATCH or image.shape[3] % PATCH:
-            raise InfinityError(f"Expected an image [B, 3, H, W] with H and W multiples of {PATCH}, "
+        """Image [B, 3, H, W] in [-1, 1] (H, W multiples of 16) -> latent [B, d, H/p, W/p] fp32."""
+        if image.ndim != 4 or image.shape[1] != 3 or image.shape[2] % VAE_STRIDE or image.shape[3] % VAE_STRIDE:
+            raise InfinityError(f"Expected an image [B, 3, H, W] with H and W multiples of {VAE_STRIDE}, "
                                 f"got {tuple(image.shape)}.")
         return self.encoder(image.to(self.dtype)).float()
 
     def encode_bits(self, image: torch.Tensor, schedule_or_scales) -> list[torch.Tensor]:
-        """Image -> per-scale bits [B, 1, h, w, 32] uint8 for a Schedule or a list of (h, w)."""
+        """Image -> per-scale token bits [B, 1, h, w, D] uint8 for a Schedule or a list of token
+        grids (h, w); the multi-scale quantizer itself runs on the latent grid under them."""
+        patchify = self.patchify
         scales = getattr(schedule_or_scales, "scales", schedule_or_scales)
-        return quantizer.encode_bits(self.encode_latent(image), scales)
+        latent_bits = quantizer.encode_bits(self.encode_latent(image), patchify.latent_scales(scales))
+        return [patchify.pack_bits(b) for b in latent_bits]
 
     def decode(self, summed_codes: torch.Tensor) -> torch.Tensor:
-        """Summed codes [B, 32, 1, H, W] or [B, 32, H, W] -> image [B, 3, 16H, 16W] in [-1, 1], fp32."""
+        """Summed codes [B, d, 1, H, W] or [B, d, H, W] (latent grid) -> image [B, 3, pH, pW] in
+        [-1, 1], fp32."""
+        self.check_codes(summed_codes)
         z = summed_codes.squeeze(2) if summed_codes.ndim == 5 else summed_codes
         # Contiguous on purpose: CPU GroupNorm on the channels-last codes loses ~1e-4 of accuracy.
         z = z.contiguous().to(self.dtype)
@@ -244,9 +283,11 @@ def config_from_state_dict(sd: dict) -> VAEConfig:
               for i in range(_count(sd, "encoder.down."))]
     if not widths or any(w % base or (w % 32 and w % 24) for w in widths + [base]):
         raise CheckpointError(f"VAE block widths {widths} do not fit base width {base}")
+    downsamplings = sum(any(k.startswith(f"encoder.down.{i}.downsample.") for k in sd) for i in range(len(widths)))
     return VAEConfig(base_ch=base, ch_mult=tuple(w // base for w in widths),
                      num_res_blocks=_count(sd, "encoder.down.0.block."),
-                     z_channels=_tensor(sd, "encoder.conv_out.conv.weight").shape[0])
+                     z_channels=_tensor(sd, "encoder.conv_out.conv.weight").shape[0],
+                     patch_size=2 ** downsamplings)
 
 
 def _canonical_names(sd: dict, expected: dict) -> dict:
@@ -264,20 +305,20 @@ def _canonical_names(sd: dict, expected: dict) -> dict:
     return out
 
 
-def _bit_weights() -> torch.Tensor:
-    return 2 ** torch.arange(CODEBOOK_DIM - 1, -1, -1, dtype=torch.int64)
+def _bit_weights(dim: int) -> torch.Tensor:
+    return 2 ** torch.arange(dim - 1, -1, -1, dtype=torch.int64)
 
 
-def _drop_masks(path: str, sd: dict) -> dict:
-    """Remove the optional mask buffers (2^31 ... 2^0), refusing any other value."""
+def _drop_masks(path: str, sd: dict, dim: int) -> dict:
+    """Remove the optional mask buffers (2^(dim-1) ... 2^0), refusing any other value."""
     sd = dict(sd)
     for name in MASK_KEYS:
         mask = sd.pop(name, None)
         if mask is None:
             continue
         if not (isinstance(mask, torch.Tensor) and mask.dtype == torch.int64
-                and mask.shape == (CODEBOOK_DIM,) and torch.equal(mask, _bit_weights())):
-            raise CheckpointError(f"{path}: buffer {name} should hold the bit weights 2^31 ... 2^0; "
+                and mask.shape == (dim,) and torch.equal(mask, _bit_weights(dim))):
+            raise CheckpointError(f"{path}: buffer {name} should hold the bit weights 2^{dim - 1} ... 2^0; "
                                   f"the file is damaged or not {WHAT}.")
     return sd
 
@@ -285,23 +326,29 @@ def _drop_masks(path: str, sd: dict) -> dict:
 def load_vae(path: str, device="cpu", dtype=torch.float32, operations=None) -> BSQVAE:
     """Load a BSQ VAE file: the released .pth (state dict under "vae") or a plain state dict,
     .pth or .safetensors. Anything that does not fit exactly raises CheckpointError."""
-    sd = _drop_masks(path, unwrap(read_state_dict(path), "vae"))
+    sd = unwrap(read_state_dict(path), "vae")
     try:
         config = config_from_state_dict(sd)
     except CheckpointError:
         config = PRESETS["infinity_vae_d32reg"]  # not a VAE at all: the key check says why
-    # Always check against a 32-channel model, so another latent width shows up as wrong shapes.
-    model = BSQVAE(replace(config, z_channels=CODEBOOK_DIM), operations, device="meta")
+    # Check against a released codebook width, so another latent width shows up as wrong shapes.
+    supported = config.z_channels in quantizer.CODEBOOK_DIMS
+    checked = config if supported else replace(config, z_channels=PRESETS["infinity_vae_d32reg"].z_channels)
+    sd = _drop_masks(path, sd, checked.z_channels)
+    try:
+        model = BSQVAE(checked, operations, device="meta")
+    except InfinityError as exc:
+        raise CheckpointError(f"{path}: {exc} This is not {WHAT}.") from None
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     sd = _canonical_names(sd, expected)
     try:
         sd = check_state_dict(path, sd, expected, WHAT)
     except CheckpointError as exc:
-        if config.z_channels == CODEBOOK_DIM:
+        if supported:
             raise
         lines = str(exc).split("\n")
-        lines.insert(-1, f"  its latent has {config.z_channels} channels; only the {CODEBOOK_DIM}-bit "
-                         f"BSQ codebook ({CODEBOOK_DIM} channels, infinity_vae_d32reg) is supported")
+        lines.insert(-1, f"  its latent has {config.z_channels} channels; only the released BSQ codebooks "
+                         f"({' and '.join(map(str, quantizer.CODEBOOK_DIMS))} channels) are supported")
         raise CheckpointError("\n".join(lines)) from None
     model.load_state_dict(sd, strict=True, assign=True)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
@@ -329,5 +376,5 @@ def vae_state_dict_for_file(vae: BSQVAE) -> dict[str, torch.Tensor]:
     `{"vae": sd}` in a .pth like the release, or as is in a .safetensors)."""
     sd = {k: v.detach().cpu().contiguous() for k, v in vae.state_dict().items()}
     for name in MASK_KEYS:
-        sd[name] = _bit_weights()
+        sd[name] = _bit_weights(vae.config.z_channels)
     return sd

@@ -13,6 +13,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from ..infinity_core.sharded import find_index
+
 try:
     import comfy.model_management as mm
     import comfy.model_patcher
@@ -25,8 +27,8 @@ except ImportError:
 
 # ComfyUI folder name -> what goes there (for messages)
 MODEL_FOLDERS = {
-    "infinity": "the Infinity transformer (infinity_2b_reg.pth)",
-    "vae": "the BSQ VAE (infinity_vae_d32reg.pth)",
+    "infinity": "the Infinity transformer (infinity_2b_reg.pth, or the infinity_8b_weights folder)",
+    "vae": "the BSQ VAE (infinity_vae_d32reg.pth for 2B, infinity_vae_d56_f8_14_patchify.pth for 8B)",
     "text_encoders": "the T5 text encoder folder (flan-t5-xl: config.json, tokenizer and weights)",
 }
 WEIGHT_EXTENSIONS = {".pth", ".pt", ".safetensors", ".sft"}
@@ -75,6 +77,17 @@ def _walk(folder: str):
 def model_files(folder: str) -> list[str]:
     return sorted({name for name, _, is_dir in _walk(folder)
                    if not is_dir and os.path.splitext(name)[1].lower() in WEIGHT_EXTENSIONS})
+
+
+def model_checkpoints(folder: str) -> list[str]:
+    """Weight files and sharded checkpoint folders (an index JSON beside its shards, as the 8B
+    ships), by name; the shards inside such a folder are not listed on their own."""
+    entries = list(_walk(folder))
+    sharded = {name for name, path, is_dir in entries if is_dir and find_index(path)}
+    files = {name for name, _, is_dir in entries
+             if not is_dir and os.path.splitext(name)[1].lower() in WEIGHT_EXTENSIONS
+             and not any(name.startswith(d + "/") for d in sharded)}
+    return sorted(files | sharded)
 
 
 def model_dirs(folder: str) -> list[str]:

@@ -1,11 +1,10 @@
 """Loading Infinity, its VAE and T5 from ComfyUI's model folders (nothing is ever downloaded)."""
 from __future__ import annotations
 
-import os
-
 import torch
 
 from ..infinity_core.errors import InfinityError
+from ..infinity_core.sharded import checkpoint_bytes
 from ..infinity_core.text import check_text_width, load_text_encoder
 from ..infinity_core.transformer import load_transformer
 from ..infinity_core.vae import load_vae
@@ -34,13 +33,17 @@ class Loader(io.ComfyNode):
             node_id="InfinityStyleLoader",
             display_name="Infinity Loader",
             category=CATEGORY,
-            description="Loads the Infinity-2B transformer, its BSQ VAE and the flan-t5-xl text encoder from "
-                        "ComfyUI's model folders. Nothing is downloaded: see the README for the files.",
+            description="Loads an Infinity transformer (2B, or 8B at 1024 or 512 px), its BSQ VAE and the flan-t5-xl "
+                        "text encoder from ComfyUI's model folders. Nothing is downloaded: see the README for the "
+                        "files and which to get for your GPU.",
             inputs=[
-                io.Combo.Input("transformer", options=bridge.model_files("infinity"),
-                               tooltip="The Infinity transformer (infinity_2b_reg.pth), from models/infinity."),
+                io.Combo.Input("transformer", options=bridge.model_checkpoints("infinity"),
+                               tooltip="The Infinity transformer, from models/infinity: infinity_2b_reg.pth, or an "
+                                       "8B weights folder as downloaded (infinity_8b_weights or "
+                                       "infinity_8b_512x512_weights: shards and their index file)."),
                 io.Combo.Input("vae", options=bridge.model_files("vae"),
-                               tooltip="The BSQ VAE that goes with it (infinity_vae_d32reg.pth), from models/vae."),
+                               tooltip="The BSQ VAE that goes with it, from models/vae: infinity_vae_d32reg.pth for "
+                                       "2B, infinity_vae_d56_f8_14_patchify.pth for 8B."),
                 io.Combo.Input("text_encoder", options=bridge.model_dirs("text_encoders"),
                                tooltip="The flan-t5-xl folder (config.json, tokenizer, weights), from "
                                        "models/text_encoders."),
@@ -71,12 +74,13 @@ class Loader(io.ComfyNode):
         paths = (model_path("infinity", transformer), model_path("vae", vae), model_path("text_encoders", text_encoder))
 
         device, offload = bridge.devices("transformer")
-        weights = os.path.getsize(paths[0]) // 4  # the released file is fp32
+        weights = checkpoint_bytes(paths[0]) // 4  # parameters, if stored in fp32 as the 2B release is
         dtype = PRECISIONS[precision] or bridge.auto_dtype("transformer", device, params=weights)
         net = load_transformer(paths[0], device=offload, dtype=dtype, operations=ops)
 
         device, offload = bridge.devices("vae")
         decoder = load_vae(paths[1], device=offload, dtype=bridge.auto_dtype("vae", device), operations=ops)
+        decoder.check_goes_with(net.config.codebook_dim)  # before the text encoder's load
 
         device, offload = bridge.devices("text")
         t5 = load_text_encoder(paths[2], device=offload, dtype=bridge.auto_dtype("text", device))

@@ -32,7 +32,8 @@ _SIZE = re.compile(r"^\s*(\d+)\s*[xX*]\s*(\d+)\s*$")
 
 @dataclass
 class Codes:
-    """Sampled images before decoding: summed codes [B, 32, 1, H, W] and the schedule they follow."""
+    """Sampled images before decoding: summed codes [B, d, 1, H, W] on the VAE's latent grid and
+    the schedule they follow."""
     summed: torch.Tensor
     schedule: Schedule
 
@@ -97,7 +98,8 @@ class Sampler(io.ComfyNode):
                 io.Float.Input("cfg", default=3.0, min=LIMITS["cfg"][0], max=LIMITS["cfg"][1], step=0.1, round=0.01,
                                tooltip="Classifier-free guidance. 3 is Infinity's usual value; 1 turns it off."),
                 io.Float.Input("tau", default=0.5, min=LIMITS["tau"][0], max=LIMITS["tau"][1], step=0.05, round=0.01,
-                               tooltip="Sampling temperature: lower is plainer and more stable, higher more varied."),
+                               tooltip="Sampling temperature: lower is plainer and more stable, higher more varied. "
+                                       "0.5 suits Infinity-2B; Infinity-8B's own examples use 1.0."),
                 io.Int.Input("top_k", default=900, min=LIMITS["top_k"][0], max=LIMITS["top_k"][1],
                              tooltip="Keep the k likeliest outcomes of each bit. A bit has two, so any k of 2 or more "
                                      "keeps both (as Infinity's 900 does); 1 always takes the likelier; 0 = off."),
@@ -110,8 +112,9 @@ class Sampler(io.ComfyNode):
                                 tooltip="Width x height for aspect 'custom'. Only the shape counts: the pixel budget "
                                         "sets the size."),
                 io.Combo.Input("pixel_budget", options=list(PIXEL_BUDGETS), default="1M",
-                               tooltip="Image size: 1M is about 1024x1024 (13 scales), which Infinity-2B is made "
-                                       "for; 0.60M, 0.25M and 0.06M stop after 12, 10 and 7 scales."),
+                               tooltip="Image size: 1M is about 1024x1024 (13 scales), which Infinity-2B and -8B are "
+                                       "made for; 0.60M, 0.25M and 0.06M stop after 12, 10 and 7 scales. The "
+                                       "512x512 Infinity-8B model is made for 0.25M."),
                 io.Int.Input("batch_size", default=1, min=LIMITS["batch_size"][0], max=LIMITS["batch_size"][1],
                              tooltip="Images per run, with seeds seed, seed+1, ..."),
             ],
@@ -126,6 +129,7 @@ class Sampler(io.ComfyNode):
         settings = SamplingSettings(cfg=cfg, tau=tau, top_k=top_k, top_p=top_p)
         seeds = seeds_for(seed, batch_size)
         net, guided = model.obj, settings.guided(len(plan))
+        vae.obj.check_goes_with(net.config.codebook_dim)
         on_scale = _reporter(vae.obj, plan, batch_size)
 
         if isinstance(conditioning, PlainConditioning):

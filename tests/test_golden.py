@@ -1,4 +1,5 @@
-"""Parity with the reference implementation on every golden case (see tests/golden/FORMAT.md).
+"""Parity with the reference implementation on every golden case (see tests/golden/FORMAT.md and
+tests/golden_8b/FORMAT_PATCHIFY.md), 2B and 8B (spatial patchify) families alike.
 
 Each stage is judged from the golden input of that stage, so one fp32 near-tie upstream cannot
 cascade. The tiny models are written to real checkpoint files and loaded through the real loaders.
@@ -9,6 +10,7 @@ import torch
 from golden_cases import case_names, load_case, relative_error
 from infinity_core import quantizer, schedules
 from infinity_core.config import config_from_state_dict
+from infinity_core.patchify import Patchify
 from infinity_core.sampler import SamplingSettings, generate
 from infinity_core.text import TextBatch
 from infinity_core.transformer import load_transformer
@@ -40,6 +42,14 @@ def schedule(case):
     return sch
 
 
+@pytest.fixture(scope="module")
+def patchify(case, models, schedule):
+    """How tokens sit on the latent grid, as both loaded models read it from their weights."""
+    assert models[0].config.patchify == models[1].patchify == Patchify(case.patch_factor)
+    assert models[1].patchify.latent_scales(schedule.scales) == case.latent_scales
+    return models[1].patchify
+
+
 def test_architecture_read_from_shapes(case, models):
     expected = case.meta["transformer"]
     cfg = models[0].config
@@ -47,8 +57,11 @@ def test_architecture_read_from_shapes(case, models):
         expected["depth"], expected["embed_dim"], expected["num_heads"], expected["mlp_ratio"],
         expected["text_channels"], expected["block_chunks"])
     assert config_from_state_dict(case.part("transformer")) == cfg
+    assert (cfg.codebook_dim, cfg.vae_codebook_dim) == (case.meta["codebook_dim"], case.meta["vae"]["codebook_dim"])
     vae = case.meta["vae"]
-    assert models[1].config == VAEConfig(vae["base_ch"], tuple(vae["ch_mult"]), vae["num_res_blocks"], vae["z_channels"])
+    assert models[1].config == VAEConfig(vae["base_ch"], tuple(vae["ch_mult"]), vae["num_res_blocks"], vae["z_channels"],
+                                         vae["patch_size"])
+    assert models[1].token_bits == cfg.codebook_dim
 
 
 def test_vae_encoder(case, models):
@@ -56,17 +69,29 @@ def test_vae_encoder(case, models):
     assert relative_error(latent, case.f32("vae.latent")) <= 1e-5
 
 
-def test_multiscale_quantizer_bits(case, schedule):
-    bits = quantizer.encode_bits(case.f32("vae.latent"), schedule.scales)
-    for si, golden in enumerate(case.per_scale("vae.bits")):
+def test_multiscale_quantizer_bits(case, patchify):
+    bits = quantizer.encode_bits(case.f32("vae.latent"), case.latent_scales)
+    for si, (golden, golden_tokens) in enumerate(zip(case.per_scale("vae.bits"), case.vae_token_bits())):
         assert torch.equal(bits[si].to(torch.uint8), golden), f"scale {si}"
+        assert torch.equal(patchify.pack_bits(golden), golden_tokens), f"scale {si}: token layout"
+        assert torch.equal(patchify.unpack_bits(golden_tokens), golden), f"scale {si}: latent layout"
 
 
-def test_summed_codes_and_decoder(case, models, schedule):
-    summed = quantizer.summed_codes(case.per_scale("vae.bits"), schedule.scales)
+def test_summed_codes_and_decoder(case, models, patchify):
+    summed = quantizer.summed_codes(case.per_scale("vae.bits"), case.latent_scales)
     assert relative_error(summed, case.f32("vae.summed_codes")) <= 1e-5
     decoded = models[1].decode(case.f32("vae.summed_codes"))
     assert (decoded - case.f32("vae.decoded")).abs().max().item() <= 1e-4
+
+
+def test_teacher_forcing_inputs_from_token_bits(case, schedule, patchify):
+    """Each scale's input is the codes summed so far on the latent grid, resized under the next token
+    grid and packed into tokens: what the sampler feeds back, and what the reference trained on."""
+    final, summed, inputs = (1, *case.latent_scales[-1]), 0, []
+    for si, bits in enumerate(case.vae_token_bits()[:-1]):
+        summed = summed + quantizer.resize(quantizer.bits_to_codes(patchify.unpack_bits(bits)), final)
+        inputs.append(patchify.token_inputs(summed, schedule.scales[si + 1]))
+    assert relative_error(torch.cat(inputs, dim=1), case.f32("forward.x_wo_prefix")) <= 1e-5
 
 
 def test_teacher_forced_logits(case, models, schedule):
@@ -91,8 +116,11 @@ def test_sampled_bits_match_reference_draws(case, models, schedule):
         assert torch.equal(drawn[decided], want[decided]), f"scale {si}: {(drawn != want)[decided].sum()} bits differ"
 
 
-def test_sample_image_from_golden_bits(case, models, schedule):
-    summed = quantizer.summed_codes(case.per_scale("sample.bits"), schedule.scales)
+def test_sample_image_from_golden_bits(case, models, schedule, patchify):
+    if patchify.factor > 1:
+        for si, bits in enumerate(case.per_scale("sample.bits")):
+            assert torch.equal(patchify.unpack_bits(bits), case.per_scale("sample.vae_bits")[si]), f"scale {si}"
+    summed = patchify.summed_codes(case.per_scale("sample.bits"), schedule.scales)
     image = (models[1].decode(summed) + 1) / 2
     assert (image.permute(0, 2, 3, 1) - case.f32("sample.image")).abs().max().item() <= 1e-4
 

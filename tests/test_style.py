@@ -14,9 +14,16 @@ SETTINGS = SamplingSettings(cfg=3.0, tau=0.5)
 OFF = Stages(feature_init=False, key_sharing=False, query_sharing=False)
 
 
-@pytest.fixture(scope="module")
-def models():
-    return tiny_models()
+@pytest.fixture(scope="module", params=["2b", "8b"])
+def models(request):
+    """Every test runs on both families: the stage numbers and mechanisms carry over to 8B."""
+    return tiny_models(family=request.param)
+
+
+def final_codes_shape(models, images=1):
+    """Summed codes live on the VAE's latent grid: 32x32 tokens are 32x32 (2B) or 64x64 (8B) positions."""
+    vae = models[1]
+    return (images, vae.config.z_channels, 1, *vae.patchify.latent_grid(SCHEDULE.final_grid))
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +104,9 @@ def test_adaptive_query_sharing_blends_by_per_token_per_head_cosine(models, cond
 
 def test_feature_initialization_gives_the_generation_path_the_style_features(models, cond):
     model, vae = models
-    style_bits = BITS_CACHE.bits(vae, STYLE.image, SCHEDULE)
-    final = (1, *SCHEDULE.final_grid)
-    expected = sum(quantizer.resize(quantizer.bits_to_codes(b), final) for b in style_bits[:2])
+    style_bits = BITS_CACHE.bits(vae, STYLE.image, SCHEDULE)  # token layout
+    final = (1, *vae.patchify.latent_grid(SCHEDULE.final_grid))
+    expected = sum(quantizer.resize(quantizer.bits_to_codes(vae.patchify.unpack_bits(b)), final) for b in style_bits[:2])
     seen = {}
     run(models, cond, Stages(key_sharing=False, query_sharing=False),
         callback=lambda e: seen.setdefault(e.step, e.summed_codes.clone()))
@@ -139,7 +146,7 @@ def test_model_is_plain_again_after_a_failed_run(models, cond):
 @pytest.mark.parametrize("init,key,query", [(0, 0, 0), (1, 0, 0), (1, 1, 0), (1, 1, 1), (0, 1, 1), (0, 0, 1), (1, 0, 1), (0, 1, 0)])
 def test_every_switch_combination_runs(models, cond, init, key, query):
     out = run(models, cond, Stages(feature_init=bool(init), key_sharing=bool(key), query_sharing=bool(query)))
-    assert out.shape == (1, 32, 1, 32, 32) and torch.isfinite(out).all()
+    assert out.shape == final_codes_shape(models) and torch.isfinite(out).all()
     plain = run(models, cond, OFF)
     assert torch.equal(out, plain) == (not (init or key or query))
 
@@ -172,7 +179,7 @@ def test_weights_and_masks_shape_each_styles_share_of_attention(models, cond, mo
 def test_content_image_and_text_only_style_run_end_to_end(models, cond):
     restyled = run(models, cond, content_image=random_image(100, 150, 13, channels=4))
     text_only = run(models, cond, styles=(StyleReference(None),), seeds=(1, 2))
-    assert restyled.shape == (1, 32, 1, 32, 32) and text_only.shape == (2, 32, 1, 32, 32)
+    assert restyled.shape == final_codes_shape(models) and text_only.shape == final_codes_shape(models, 2)
     assert not torch.equal(text_only[0], text_only[1])
 
 

@@ -155,9 +155,21 @@ def test_preset_is_the_released_architecture():
     assert config_from_state_dict(sd) == PRESETS["infinity_vae_d32reg"]
 
 
-def test_only_the_32_bit_codebook():
-    with pytest.raises(InfinityError, match="32-bit"):
+def test_only_the_released_codebooks_and_strides():
+    with pytest.raises(InfinityError, match="32 and 14 bits"):
         BSQVAE(VAEConfig(32, (1, 1, 1, 1, 1), 2, 16), device="meta")
+    with pytest.raises(InfinityError, match="4 levels cannot downsample 16x"):
+        BSQVAE(VAEConfig(32, (1, 1, 1, 1), 2, 14, patch_size=16), device="meta")
+    assert BSQVAE(VAEConfig(32, (1, 1, 1, 1), 2, 14, patch_size=8), device="meta").patchify.factor == 2
+
+
+def test_patchify_preset_is_the_released_architecture():
+    """infinity_vae_d56_f8_14_patchify: 14 bits, ch_mult [1, 2, 4, 4], three downsamplings (8x)."""
+    sd = BSQVAE(PRESETS["infinity_vae_d56_f8_14_patchify"], device="meta").state_dict()
+    assert sd["encoder.conv_out.conv.weight"].shape == (14, 512, 3, 3)
+    assert "encoder.down.2.downsample.conv.conv.weight" in sd and "encoder.down.3.downsample.conv.conv.weight" not in sd
+    assert "decoder.up.3.upsample.conv.conv.weight" in sd and "decoder.up.0.upsample.conv.conv.weight" not in sd
+    assert config_from_state_dict(sd) == PRESETS["infinity_vae_d56_f8_14_patchify"]
 
 
 # --- loader: wrong files --------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 import torch
 
 from infinity_core.text import TextBatch
-from infinity_core.tiny import TINY_TRANSFORMER, TINY_VAE
+from infinity_core.tiny import TINY_FAMILIES, TINY_TRANSFORMER  # noqa: F401 (TINY_TRANSFORMER: for test_loading)
 from infinity_core.transformer import build_random_transformer
 from infinity_core.vae import build_random_vae
 
 
-def tiny_models(seed: int = 0):
-    return build_random_transformer(TINY_TRANSFORMER, seed), build_random_vae(TINY_VAE, seed)
+def tiny_models(seed: int = 0, family: str = "2b"):
+    """A tiny transformer and VAE of the 2B family, or of the 8B one (spatial patchify)."""
+    transformer, vae = TINY_FAMILIES[family]
+    return build_random_transformer(transformer, seed), build_random_vae(vae, seed)
 
 
 def random_text(tokens: int, seed: int, channels: int = 128) -> TextBatch:

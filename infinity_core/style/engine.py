@@ -127,7 +127,8 @@ def stylize(model, vae, cond: StyleConditioning, styles: Sequence[StyleReference
             schedule: Schedule, seeds: Sequence[int], settings: SamplingSettings = SamplingSettings(),
             content_image: Optional[torch.Tensor] = None,
             callback: Optional[Callable[[ScaleEvent], None]] = None) -> torch.Tensor:
-    """Summed codes [B, d, 1, H, W] of one stylized image per seed."""
+    """Summed codes [B, d, 1, H, W] (the VAE's latent grid) of one stylized image per seed."""
+    vae.check_goes_with(model.config.codebook_dim)
     stages.validate(schedule, model.config.depth)
     images = []
     for seed in seeds:
