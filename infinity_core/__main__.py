@@ -201,6 +201,7 @@ class _Job:
     settings: SamplingSettings
     seeds: list
     paths: dict  # slot -> model file or folder
+    family_tau: bool  # no --tau given: the model family's own temperature applies
 
 
 def _checked_job(args) -> _Job:
@@ -214,13 +215,14 @@ def _checked_job(args) -> _Job:
     ext = os.path.splitext(args.out)[1].lower()
     if ext and ext not in Image.registered_extensions():
         raise InfinityError(f"--out {args.out}: {ext} is not an image format; use .png.")
-    return _Job(schedules.schedule(args.aspect, args.pn), SamplingSettings(args.cfg, args.tau, args.top_k, args.top_p),
-                seeds_for(args.seed, args.batch), _model_paths(args))
+    settings = SamplingSettings(args.cfg, 0.5 if args.tau is None else args.tau, args.top_k, args.top_p)
+    return _Job(schedules.schedule(args.aspect, args.pn), settings, seeds_for(args.seed, args.batch),
+                _model_paths(args), family_tau=args.tau is None)
 
 
 def _settings(job: _Job, model) -> SamplingSettings:
     """The job's settings, with the model family's own temperature when --tau was not given."""
-    if job.settings.tau is not None:
+    if not job.family_tau:
         return job.settings
     return replace(job.settings, tau=1.0 if model.config.patchify.factor > 1 else 0.5)
 
