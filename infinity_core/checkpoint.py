@@ -91,3 +91,15 @@ def drop_zero_buffers(path: str, state: dict, names: Iterable[str]) -> dict:
             raise CheckpointError(f"{path}: buffer {name} should be all zeros; the file is damaged "
                                   "or not an Infinity checkpoint.")
     return state
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def is_gguf(path: str) -> bool:
+    """Whether a file is GGUF, from its first four bytes (whatever its name says)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == GGUF_MAGIC
+    except OSError:
+        return False
