@@ -365,7 +365,8 @@ def load_transformer(path: str, device="cpu", dtype=torch.float32, operations=No
     except InfinityError as exc:
         raise CheckpointError(f"{path}: {exc} The file is not a complete {WHAT}.") from None
     model = InfinityTransformer(cfg, operations)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    # shapes from plain layers: some layer factories (ComfyUI-GGUF's) list no weight before loading
+    expected = {k: tuple(v.shape) for k, v in InfinityTransformer(cfg).state_dict().items()}
     check_state_dict(path, _shapes_only(state), expected, WHAT)
     floats = _hold_quantized(model, state, operations)
     model.load_state_dict(floats, strict=len(floats) == len(state), assign=True)  # all keys were checked above
