@@ -148,8 +148,8 @@ def operations(weights: str = "plain"):
 
 def _comfyui_gguf_ops():
     """ComfyUI-GGUF's layer classes, able to hold the engine's quantized weights, if that pack is loaded."""
-    pack = next((m for name, m in list(sys.modules.items()) if name.endswith(".ops")
-                 and hasattr(m, "GGMLOps") and hasattr(m, "GGMLTensor")), None)
+    pack = next((m for name, m in list(sys.modules.items()) if name.endswith(".ops")  # vars(): no __getattr__ magic
+                 and isinstance(vars(m).get("GGMLOps"), type) and isinstance(vars(m).get("GGMLTensor"), type)), None)
     if pack is None:
         return None
     import gguf

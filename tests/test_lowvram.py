@@ -35,7 +35,7 @@ from infinity_core.sampler import SamplingSettings, filter_logits, generate, run
 from infinity_core.schedules import schedule  # noqa: E402
 from infinity_core.text import load_text_encoder  # noqa: E402
 from infinity_core.tiny_t5 import write_tiny_t5  # noqa: E402
-from infinity_core.transformer import KVCache, build_random_transformer, load_transformer  # noqa: E402
+from infinity_core.transformer import build_random_transformer, load_transformer  # noqa: E402
 from tiny import TINY_TRANSFORMER, random_text  # noqa: E402
 
 PLAN = schedule(1.0, "0.06M")
@@ -349,14 +349,75 @@ def test_the_plan_for_2b_at_1024px_with_guidance():
     assert round(weight_bytes(cfg, "Q8_0") / GIB, 2) < 0.55 * weight_bytes(cfg, "bf16") / GIB
 
 
-def measured_cache_peak(monkeypatch) -> list:
-    """Patch the KV cache to record its peak bytes over a run."""
+# --- the nodes: Loader choices, and the cache size the sampler hands ComfyUI ------------------------------
+
+@pytest.fixture(scope="module")
+def comfy_pack(tmp_path_factory):
+    import comfy_stubs
+    from infinity_core.tiny import TINY_FILES, write_tiny_models
+    from test_nodes import REPO, Pack
+
+    models = tmp_path_factory.mktemp("lowvram_models")
+    write_tiny_models(str(models))
+    files = {kind: name for kind, (_, name) in TINY_FILES.items()}
+    state = load_file(str(models / "infinity" / files["transformer"]))
+    write_gguf(str(models / "infinity" / "tiny-Q4_0.gguf"), state, "Q4_0")
+    t5 = models / "text_encoders" / files["text_encoder"]
+    t5_state = {k: v for k, v in load_file(str(t5 / "model.safetensors")).items() if k != "encoder.embed_tokens.weight"}
+    write_gguf(str(t5 / "t5-Q8_0.gguf"), t5_state, "Q8_0", arch="t5encoder")
+    with comfy_stubs.installed(REPO, str(models)) as (recorder, modules):
+        pack = Pack("infinity_lowvram_comfy")
+    pack.recorder, pack.stubs, pack.files = recorder, modules, files
+    return pack
+
+
+def test_the_loader_offers_gguf_files_and_fp8(comfy_pack):
+    widgets = {w.name: w for w in comfy_pack.specs["InfinityStyleLoader"].widgets}
+    assert "tiny-Q4_0.gguf" in widgets["transformer"].options
+    t5 = comfy_pack.files["text_encoder"]
+    assert widgets["text_encoder"].options == [t5, f"{t5}/t5-Q8_0.gguf"]
+    assert "fp8_e4m3fn" in widgets["precision"].options
+    tooltips = {i.id: i.tooltip for i in comfy_pack.nodes["InfinityStyleLoader"].define_schema().inputs}
+    assert "infinity_2b bf16: 4.2 + 5.1" in tooltips["transformer"]
+
+
+def test_the_loader_loads_gguf_transformer_and_t5_with_the_packs_ops(comfy_pack):
+    model, _, text_encoder = comfy_pack.run("InfinityStyleLoader", **{
+        **comfy_pack.files, "transformer": "tiny-Q4_0.gguf",
+        "text_encoder": f"{comfy_pack.files['text_encoder']}/t5-Q8_0.gguf"}).args
+    layer = model.obj.blocks[0].ffn.fc1
+    assert isinstance(layer, comfy_pack.mod("infinity_core.lowbit").Linear)  # ComfyUI-GGUF is not installed here
+    assert layer.qtype == gguf.GGMLQuantizationType.Q4_0 and layer.weight.dtype == torch.int8
+    assert text_encoder.obj.model.shared.qtype == gguf.GGMLQuantizationType.Q8_0
+    assert text_encoder.obj.encode(["a cat"]).features.shape[-1] == 128
+
+
+def test_fp8_precision_stores_blocks_in_fp8_with_comfyuis_casting_layers(comfy_pack):
+    model, _, _ = comfy_pack.run("InfinityStyleLoader", **{**comfy_pack.files, "precision": "fp8_e4m3fn"}).args
+    layer = model.obj.blocks[0].sa.mat_qkv
+    assert isinstance(layer, comfy_pack.stubs.comfy_ops.manual_cast.Linear)
+    assert layer.weight.dtype == torch.float8_e4m3fn and model.obj.compute_dtype == torch.float32
+
+
+@pytest.mark.parametrize("stylized", [False, True])
+def test_the_sampler_hands_comfyui_the_cache_it_will_fill(comfy_pack, monkeypatch, stylized):
+    pack = comfy_pack
+    transformer = pack.mod("infinity_core.transformer")
     peak = [0]
-    extend = KVCache.extend
+    extend = transformer.KVCache.extend
 
     def recording(self, layer, k, v):
         out = extend(self, layer, k, v)
         peak[0] = max(peak[0], sum(t.numel() * t.element_size() for t in self.keys + self.values))
         return out
-    monkeypatch.setattr(KVCache, "extend", recording)
-    return peak
+    monkeypatch.setattr(transformer.KVCache, "extend", recording)
+    model, vae, text_encoder = pack.run("InfinityStyleLoader", **pack.files).args
+    links = {"model": model, "vae": vae}
+    if stylized:
+        links["conditioning"] = pack.run("InfinityStyleConditioner", {"text_encoder": text_encoder}).args[0]
+        links["stages"] = pack.run("InfinityStyleStageScheduler", fine_steps="4-5").args[0]
+        links["styles"] = pack.run("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 64, 64, 3)}).args[0]
+    else:
+        links["conditioning"] = pack.run("InfinityStyleTextEncode", {"text_encoder": text_encoder}).args[0]
+    pack.run("InfinityStyleSampler", links, pixel_budget="0.06M")
+    assert peak[0] > 0 and pack.recorder.memory_required[-1] == peak[0]
