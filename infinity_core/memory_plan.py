@@ -81,6 +81,19 @@ def decode_scratch_bytes(model: nn.Module) -> int:
     return largest * (4 + COMPUTE_BYTES)
 
 
+# google/flan-t5-xl's encoder (config.json): width, heads x head width, gated FFN width, layers, vocabulary
+FLAN_T5_XL = dict(d_model=2048, inner=32 * 64, d_ff=5120, layers=24, vocab=32128, buckets=32, heads=32)
+
+
+def t5_weight_bytes(option: str, t5: dict = FLAN_T5_XL) -> int:
+    """Bytes of the T5 encoder's weights: its Linear and embedding weights at `option` (GGUF files
+    quantize those), its norms and relative-position table in the compute dtype."""
+    d, layers = t5["d_model"], t5["layers"]
+    matrices = layers * (4 * d * t5["inner"] + 3 * d * t5["d_ff"]) + t5["vocab"] * d
+    small = layers * 2 * d + d + t5["buckets"] * t5["heads"]
+    return int(matrices * WEIGHT_OPTIONS[option] + small * (4 if option == "fp32" else COMPUTE_BYTES))
+
+
 def plan(guided: bool = True) -> list[dict]:
     """Rows of the memory plan: per preset and weight option, the weights and, per pixel budget,
     the KV cache of one image (2 rows with guidance)."""
@@ -108,6 +121,11 @@ def plan_markdown() -> str:
     return "\n".join(lines)
 
 
+def t5_markdown(options: Sequence[str] = ("bf16", "Q8_0", "Q4_K", "Q4_0")) -> str:
+    return ("| text encoder | " + " | ".join(options) + " |\n|---|" + "---|" * len(options) + "\n"
+            "| flan-t5-xl encoder | " + " | ".join(f"{gib(t5_weight_bytes(o))} GiB" for o in options) + " |")
+
+
 def plan_tooltip(options: Sequence[str] = ("bf16", "fp8_e4m3fn", "Q8_0", "Q4_0"), pn: str = "1M") -> str:
     """A few lines for the Loader: weights + cache at one budget, one image with guidance."""
     lines = []
@@ -119,4 +137,4 @@ def plan_tooltip(options: Sequence[str] = ("bf16", "fp8_e4m3fn", "Q8_0", "Q4_0")
 
 
 if __name__ == "__main__":
-    print(plan_markdown())
+    print(plan_markdown() + "\n\n" + t5_markdown())

@@ -29,7 +29,7 @@ from infinity_core import ggml  # noqa: E402
 from infinity_core.errors import CheckpointError, InfinityError  # noqa: E402
 from infinity_core.gguf_file import read_gguf, write_gguf  # noqa: E402
 from infinity_core.lowbit import Linear as LowBitLinear  # noqa: E402
-from infinity_core.memory_plan import GIB, kv_cache_bytes, weight_bytes  # noqa: E402
+from infinity_core.memory_plan import GIB, kv_cache_bytes, t5_weight_bytes, weight_bytes  # noqa: E402
 from infinity_core.config import PRESETS  # noqa: E402
 from infinity_core.sampler import SamplingSettings, filter_logits, generate, run_scales  # noqa: E402
 from infinity_core.schedules import schedule  # noqa: E402
@@ -340,6 +340,13 @@ def test_the_plan_counts_the_bytes_the_loader_keeps(fp32_file, gguf_files, optio
     assert weight_bytes(TINY_TRANSFORMER, option) == stored_bytes(model)
 
 
+def test_the_t5_plan_counts_the_bytes_the_gguf_loader_keeps(t5_folder):
+    encoder = load_text_encoder(str(t5_folder / "t5-llama-names-Q8_0.gguf"), dtype=torch.bfloat16)
+    tiny = dict(d_model=128, inner=2 * 16, d_ff=64, layers=2, vocab=encoder.model.config.vocab_size, buckets=32, heads=2)
+    stored = {p.data_ptr(): p.numel() * p.element_size() for p in encoder.model.parameters()}  # shared = embed_tokens
+    assert t5_weight_bytes("Q8_0", tiny) == sum(stored.values())
+
+
 def test_the_plan_for_2b_at_1024px_with_guidance():
     cfg = PRESETS["infinity_2b"]
     cache = kv_cache_bytes(cfg, schedule(1.0, "1M").token_counts, rows=2)
@@ -347,6 +354,8 @@ def test_the_plan_for_2b_at_1024px_with_guidance():
     # 4.1 GiB for 2.2 B values in bf16, plus 0.1 GiB: the text, embedding and head modules stay fp32
     assert round(weight_bytes(cfg, "bf16") / GIB, 1) == 4.2
     assert round(weight_bytes(cfg, "Q8_0") / GIB, 2) < 0.55 * weight_bytes(cfg, "bf16") / GIB
+    # flan-t5-xl's encoder: 1.224 B values
+    assert [round(t5_weight_bytes(o) / GIB, 2) for o in ("bf16", "Q8_0", "Q4_K")] == [2.28, 1.21, 0.64]
 
 
 # --- the nodes: Loader choices, and the cache size the sampler hands ComfyUI ------------------------------
