@@ -73,8 +73,3 @@ class LowBitOps:
         module.hold(q)
         return True
 
-
-def weight_storage_bytes(module: nn.Module) -> int:
-    """Bytes the parameters and buffers of a module occupy as stored."""
-    tensors = list(module.parameters()) + list(module.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
