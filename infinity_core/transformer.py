@@ -400,15 +400,17 @@ def _shapes_only(state: dict) -> dict:
 
 
 def _hold_quantized(model: nn.Module, state: dict, operations) -> dict:
-    """Hand quantized weights to the layers that decode them per call (Linear weights); decode the
-    others (embeddings, raw parameters) now. Returns the float tensors left to load."""
+    """Hand quantized weights to the layers that decode them per call (what the layer factory's
+    `hold_quantized` accepts); decode the others (raw parameters, or everything for a factory
+    without it) now. Returns the float tensors left to load."""
+    hold = getattr(operations, "hold_quantized", lambda module, attr, q: False)
     rest = {}
     for name, value in state.items():
         if isinstance(value, torch.Tensor):
             rest[name] = value
             continue
         owner, attr = name.rpartition(".")[::2]
-        if not operations.hold_quantized(model.get_submodule(owner), attr, value):
+        if not hold(model.get_submodule(owner), attr, value):
             rest[name] = value.dequantize()
     return rest
 
