@@ -19,6 +19,9 @@ from .errors import CheckpointError
 log = logging.getLogger(__name__)
 
 
+GGUF_MAGIC = b"GGUF"
+
+
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """All tensors of a weight file, by name, without running any code stored in it. The format
     is read from the file's first bytes, whatever its name says."""
@@ -33,6 +36,9 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
         return _read_safetensors(path)
     if kind in ("zip", "pickle"):
         return _read_pickle(path)
+    if kind == "gguf":
+        raise CheckpointError(f"{path}: this is a GGUF file; only the transformer and the T5 encoder slots take "
+                              "GGUF. Pick the .pth or .safetensors file for this slot.")
     if kind == "git-lfs":
         raise CheckpointError(f"{path}: this is a Git LFS pointer (a small text file), not the weights. "
                               "Download the file itself (its size is in the pointer).")
@@ -41,9 +47,9 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
 
 
 def file_format(path: str) -> str:
-    """'safetensors', 'zip' (torch.save's format), 'pickle' (the legacy one), 'git-lfs' or
+    """'safetensors', 'zip' (torch.save's format), 'pickle' (the legacy one), 'gguf', 'git-lfs' or
     'unknown', from the file's first bytes: a safetensors file starts with its header's length
-    then '{', a zip with 'PK' and a pickle with protocol opcode 0x80."""
+    then '{', a zip with 'PK', a pickle with protocol opcode 0x80 and GGUF with its magic."""
     with open(path, "rb") as f:
         head = f.read(32)
     if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= os.path.getsize(path) - 8:
@@ -52,6 +58,8 @@ def file_format(path: str) -> str:
         return "zip"
     if head.startswith(b"\x80"):
         return "pickle"
+    if head.startswith(GGUF_MAGIC):
+        return "gguf"
     if head.startswith(b"version https://git-lfs"):
         return "git-lfs"
     return "unknown"
@@ -133,3 +141,8 @@ def drop_zero_buffers(path: str, state: dict, names: Iterable[str]) -> dict:
             raise CheckpointError(f"{path}: buffer {name} should be all zeros; the file is damaged "
                                   "or not an Infinity checkpoint.")
     return state
+
+
+def is_gguf(path: str) -> bool:
+    """Whether a file is GGUF, from its first bytes (whatever its name says)."""
+    return os.path.isfile(path) and file_format(path) == "gguf"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checkpoint import read_state_dict
+from .checkpoint import is_gguf, read_state_dict
 from .errors import InfinityError
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,8 @@ class T5TextEncoder:
         return self.model.get_input_embeddings().weight.device
 
     @property
-    def dtype(self) -> torch.dtype:
-        return self.model.get_input_embeddings().weight.dtype
+    def dtype(self) -> torch.dtype:  # the final norm's: a GGUF file's embedding may be raw blocks
+        return self.model.get_encoder().final_layer_norm.weight.dtype
 
     @property
     def channels(self) -> int:
@@ -123,8 +123,11 @@ def load_text_encoder(folder: str, device="cpu", dtype: torch.dtype = torch.floa
     from transformers import AutoTokenizer, T5EncoderModel
 
     folder = os.fspath(folder)
+    gguf_file = None
+    if os.path.isfile(folder) and is_gguf(folder):  # GGUF weights; config and tokenizer from their folder
+        gguf_file, folder = folder, os.path.dirname(folder)
     config = _check_folder(folder)
-    weights = _weight_files(folder)
+    weights = [gguf_file] if gguf_file else _weight_files(folder)
     if not any(os.path.isfile(os.path.join(folder, n)) for n in _TOKENIZER_FILES):
         raise InfinityError(f"{folder}: no tokenizer files. Download {FLAN_T5}'s tokenizer files "
                             "(tokenizer.json, tokenizer_config.json, spiece.model) into the folder.")
@@ -141,6 +144,9 @@ def load_text_encoder(folder: str, device="cpu", dtype: torch.dtype = torch.floa
                             "folder.") from exc
     _check_tokenizer(folder, tokenizer, config)
 
+    if gguf_file:
+        return T5TextEncoder(_load_gguf_encoder(folder, gguf_file, dtype).to(device).eval().requires_grad_(False),
+                             tokenizer)
     kwargs = _from_pretrained_kwargs(dtype, safetensors=weights[0].endswith(".safetensors"))
     try:
         model, info = T5EncoderModel.from_pretrained(folder, output_loading_info=True, **kwargs)
@@ -165,6 +171,13 @@ def check_text_width(encoder: T5TextEncoder, channels: int, folder: str) -> None
         raise InfinityError(f"{folder}: this T5 gives {encoder.channels}-wide features, but the transformer reads "
                             f"{channels}-wide ones ({FLAN_T5} gives 2048 for Infinity-2B). Use the text encoder "
                             "the transformer was trained with.")
+
+
+def _load_gguf_encoder(folder: str, path: str, dtype: torch.dtype):
+    from transformers import T5Config
+
+    from .t5_gguf import load_t5_gguf
+    return load_t5_gguf(T5Config.from_pretrained(folder, local_files_only=True), path, dtype)
 
 
 def _check_folder(folder: str) -> dict:

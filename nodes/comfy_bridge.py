@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
 
+from ..infinity_core.lowbit import LowBitOps
 from ..infinity_core.sharded import find_index
 
 try:
@@ -31,7 +33,7 @@ MODEL_FOLDERS = {
     "vae": "the BSQ VAE (infinity_vae_d32reg.pth for 2B, infinity_vae_d56_f8_14_patchify.pth for 8B)",
     "text_encoders": "the T5 text encoder folder (flan-t5-xl: config.json, tokenizer and weights)",
 }
-WEIGHT_EXTENSIONS = {".pth", ".pt", ".safetensors", ".sft"}
+WEIGHT_EXTENSIONS = {".pth", ".pt", ".safetensors", ".sft", ".gguf"}
 PREVIEW_MAX_SIZE = 512  # ComfyUI's default --preview-size
 COMPUTE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)  # not fp8 (ComfyUI's --fp8-unet flags)
 
@@ -96,6 +98,14 @@ def model_dirs(folder: str) -> list[str]:
                    if is_dir and os.path.isfile(os.path.join(path, "config.json"))})
 
 
+def text_encoder_choices() -> list[str]:
+    """T5 folders, and GGUF weight files inside them (read with the folder's config and tokenizer)."""
+    folders = model_dirs("text_encoders")
+    in_folders = sorted(name for name in model_files("text_encoders")
+                        if name.lower().endswith(".gguf") and os.path.dirname(name) in folders)
+    return folders + in_folders
+
+
 def find_model(folder: str, name: str) -> Optional[str]:
     """Full path of `name` (a file or folder) in the folder's search dirs, or None."""
     name = os.path.relpath(os.path.join("/", name), "/")  # no escaping the folder with ../
@@ -134,9 +144,39 @@ def auto_dtype(kind: str, device: torch.device, params: int = 0) -> torch.dtype:
     return dtype if mm.supports_dtype(device, dtype) else torch.float32
 
 
-def operations():
-    """ComfyUI's layer classes, so its memory manager can stream weights in low-VRAM mode."""
-    return comfy.ops.disable_weight_init if IN_COMFY else None
+def operations(weights: str = "plain"):
+    """The layer classes for weights stored as 'plain' (bf16/fp16/fp32), 'fp8' or 'gguf' blocks.
+
+    In ComfyUI: its own ops (`manual_cast` decodes fp8 per layer, as for its fp8 models), and
+    ComfyUI-GGUF's ops for GGUF when that pack is installed, else the engine's `LowBitOps`.
+    Outside ComfyUI: None, the engine's defaults."""
+    if not IN_COMFY:
+        return None
+    if weights == "fp8":
+        return comfy.ops.manual_cast
+    if weights == "gguf":
+        return _comfyui_gguf_ops() or LowBitOps
+    return comfy.ops.disable_weight_init
+
+
+def _comfyui_gguf_ops():
+    """ComfyUI-GGUF's layer classes, able to hold the engine's quantized weights, if that pack is loaded."""
+    pack = next((m for name, m in list(sys.modules.items()) if name.endswith(".ops")  # vars(): no __getattr__ magic
+                 and isinstance(vars(m).get("GGMLOps"), type) and isinstance(vars(m).get("GGMLTensor"), type)), None)
+    if pack is None:
+        return None
+    import gguf
+
+    class ComfyUIGGUFOps(pack.GGMLOps):
+        @staticmethod
+        def hold_quantized(layer, attr, q) -> bool:
+            if attr != "weight" or not isinstance(layer, torch.nn.Linear):
+                return False
+            blocks = pack.GGMLTensor(q.data, tensor_type=gguf.GGMLQuantizationType(q.qtype),
+                                     tensor_shape=torch.Size(q.shape))
+            layer.weight = torch.nn.Parameter(blocks, requires_grad=False)
+            return True
+    return ComfyUIGGUFOps
 
 
 def intermediate_device() -> torch.device:

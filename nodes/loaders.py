@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import torch
 
+from ..infinity_core.checkpoint import is_gguf
 from ..infinity_core.errors import InfinityError
+from ..infinity_core.memory_plan import plan_tooltip
 from ..infinity_core.sharded import checkpoint_bytes
 from ..infinity_core.text import check_text_width, load_text_encoder
 from ..infinity_core.transformer import load_transformer
@@ -12,7 +14,9 @@ from . import comfy_bridge as bridge
 from ._api import io
 from .common import CATEGORY, ModelIO, TextEncoderIO, VaeIO, user_errors
 
-PRECISIONS = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+FP8 = "fp8_e4m3fn"
+# precision -> compute dtype of the blocks (None: ComfyUI's choice); fp8 stores and computes apart
+PRECISIONS = {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, FP8: None}
 
 
 def model_path(folder: str, name: str) -> str:
@@ -40,16 +44,21 @@ class Loader(io.ComfyNode):
                 io.Combo.Input("transformer", options=bridge.model_checkpoints("infinity"),
                                tooltip="The Infinity transformer, from models/infinity: infinity_2b_reg.pth, or an "
                                        "8B weights folder as downloaded (infinity_8b_weights or "
-                                       "infinity_8b_512x512_weights: shards and their index file)."),
+                                       "infinity_8b_512x512_weights: shards and their index file). A .gguf file "
+                                       "(Q8_0, Q4_0, Q4_K ...) stays quantized on the GPU; see the README's memory "
+                                       "plan. " + plan_tooltip()),
                 io.Combo.Input("vae", options=bridge.model_files("vae"),
                                tooltip="The BSQ VAE that goes with it, from models/vae: infinity_vae_d32reg.pth for "
                                        "2B, infinity_vae_d56_f8_14_patchify.pth for 8B."),
-                io.Combo.Input("text_encoder", options=bridge.model_dirs("text_encoders"),
+                io.Combo.Input("text_encoder", options=bridge.text_encoder_choices(),
                                tooltip="The flan-t5-xl folder (config.json, tokenizer, weights), from "
-                                       "models/text_encoders."),
+                                       "models/text_encoders, or a flan-t5-xl encoder .gguf file put in that folder "
+                                       "(its config.json and tokenizer are used with it)."),
                 io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
                                tooltip="Precision of the transformer blocks. auto = ComfyUI's choice for your device "
-                                       "(bf16 where supported, else fp32). The VAE and T5 follow ComfyUI's settings."),
+                                       "(bf16 where supported, else fp32). fp8_e4m3fn stores their weights in 8 bits "
+                                       "(half of bf16) and computes in ComfyUI's choice. A .gguf transformer keeps its "
+                                       "own quantization. The VAE and T5 follow ComfyUI's settings."),
             ],
             outputs=[ModelIO.Output(display_name="model"), VaeIO.Output(display_name="vae"),
                      TextEncoderIO.Output(display_name="text_encoder")],
@@ -76,7 +85,10 @@ class Loader(io.ComfyNode):
         device, offload = bridge.devices("transformer")
         weights = checkpoint_bytes(paths[0]) // 4  # parameters, if stored in fp32 as the 2B release is
         dtype = PRECISIONS[precision] or bridge.auto_dtype("transformer", device, params=weights)
-        net = load_transformer(paths[0], device=offload, dtype=dtype, operations=ops)
+        storage = torch.float8_e4m3fn if precision == FP8 else None
+        kind = "gguf" if is_gguf(paths[0]) else "fp8" if storage else "plain"
+        net = load_transformer(paths[0], device=offload, dtype=dtype, operations=bridge.operations(kind),
+                               storage=storage)
 
         device, offload = bridge.devices("vae")
         decoder = load_vae(paths[1], device=offload, dtype=bridge.auto_dtype("vae", device), operations=ops)

@@ -9,6 +9,7 @@ from fractions import Fraction
 import torch
 
 from ..infinity_core.errors import InfinityError
+from ..infinity_core.memory_plan import decode_scratch_bytes, kv_cache_bytes
 from ..infinity_core.sampler import LIMITS, SEED_RANGE, SamplingSettings, generate, seeds_for
 from ..infinity_core.schedules import H_DIV_W_TEMPLATES, PIXEL_BUDGETS, Schedule, schedule, schedule_for_size
 from ..infinity_core.style import Stages, StyleReference, stylize
@@ -55,10 +56,18 @@ def make_schedule(aspect: str, custom_size: str, pixel_budget: str, content) -> 
     return schedule(ASPECTS[aspect], pixel_budget)
 
 
-def _cache_bytes(model, schedule: Schedule, rows: int) -> int:
-    """The KV cache of one pass: what sampling needs beyond the weights."""
-    cfg = model.config
-    return 2 * cfg.depth * rows * sum(schedule.token_counts) * cfg.embed_dim * model.compute_dtype.itemsize
+def _cache_bytes(model, schedule: Schedule, rows) -> int:
+    """What sampling needs beyond the weights: the KV cache of one pass (rows: the batch rows, or
+    the rows at each step), and room to decode the largest fp8 / GGUF layer."""
+    return (kv_cache_bytes(model.config, schedule.token_counts, rows, model.compute_dtype.itemsize)
+            + decode_scratch_bytes(model))
+
+
+def _stylized_rows(stages: Stages, schedule: Schedule, styles: int, guided: bool) -> list[int]:
+    """Rows at each step of one stylized image: content and style rows leave once nothing reads them."""
+    halves = 2 if guided else 1
+    return [halves * (1 + (si <= max(stages.content_needed_until(), 0))
+                      + styles * (si <= max(stages.style_needed_until(), 0))) for si in range(len(schedule))]
 
 
 def _reporter(vae, plan: Schedule, images: int):
@@ -142,7 +151,8 @@ class Sampler(io.ComfyNode):
                               callback=on_scale).summed_codes
         else:
             styles = list(styles or [StyleReference()])  # none connected: a text-only style
-            bridge.load(model, vae, memory_required=_cache_bytes(net, plan, (2 + len(styles)) * (1 + guided)))
-            summed = stylize(net, vae.obj, conditioning, styles, for_model(stages or Stages(), net.config.depth),
+            stages = for_model(stages or Stages(), net.config.depth)
+            bridge.load(model, vae, memory_required=_cache_bytes(net, plan, _stylized_rows(stages, plan, len(styles), guided)))
+            summed = stylize(net, vae.obj, conditioning, styles, stages,
                              plan, seeds, settings, content_image=content, callback=on_scale)
         return io.NodeOutput(Codes(summed.to(bridge.intermediate_device()), plan))

@@ -24,6 +24,7 @@ class Recorder:
     def __init__(self):
         self.loads = []        # the ModelPatcher lists given to load_models_gpu
         self.full_loads = []   # ... and whether each asked for a whole (not low-VRAM partial) load
+        self.memory_required = []  # ... and the bytes each asked to keep free
         self.progress = []     # (value, total, preview) per ProgressBar update
         self.on_progress = None  # called after each update; a test may set the interrupt flag here
         self.interrupted = False
@@ -49,6 +50,7 @@ def _model_management(rec: Recorder):
                         force_full_load=False):
         rec.loads.append(list(models))
         rec.full_loads.append(force_full_load)
+        rec.memory_required.append(memory_required)
         for patcher in models:
             patcher.model.to(patcher.load_device)
             patcher.model.device = patcher.load_device  # as ComfyUI's ModelPatcher.load does
@@ -108,7 +110,16 @@ def _ops():
     for name in ("Linear", "Conv2d", "GroupNorm", "LayerNorm", "Embedding"):
         layer = type(name, (getattr(torch.nn, name),), {"comfy_cast_weights": False})
         setattr(disable_weight_init, name, layer)
+    class manual_cast(disable_weight_init):  # noqa: N801: weights cast to the input's dtype at each call
+        class Linear(torch.nn.Linear):
+            comfy_cast_weights = True
+
+            def forward(self, x):
+                bias = None if self.bias is None else self.bias.to(x.dtype)
+                return torch.nn.functional.linear(x, self.weight.to(x.dtype), bias)
+
     ops.disable_weight_init = disable_weight_init
+    ops.manual_cast = manual_cast
     return ops
 
 

@@ -1,0 +1,128 @@
+"""GGUF weight files: reading them into tensors and raw quantized blocks, and writing them.
+
+Reading needs the optional `gguf` package (`pip install gguf`). Tensor names are the
+checkpoint's own (`block_chunks.0.module.0.sa.mat_qkv.weight`), with GGUF's shape order (the
+reverse of torch's). Float tensors (F32, F16, BF16) come back as torch tensors; block-quantized
+ones as `ggml.Quantized`, which the layers decode per call.
+
+Make a GGUF file of your own checkpoint (Q8_0, Q5_0, Q5_1, Q4_0, Q4_1 or BF16: the types the
+gguf package can quantize):
+
+    python3 -m infinity_core.gguf_file infinity_2b_reg.pth infinity_2b_reg-Q8_0.gguf Q8_0
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError, InfinityError
+from .ggml import BF16, F16, F32, Quantized
+
+ORIG_SHAPE_KEY = "comfy.gguf.orig_shape."  # ComfyUI-GGUF's override of a tensor's logical shape
+QUANTIZABLE = ("Q8_0", "Q5_0", "Q5_1", "Q4_0", "Q4_1", "BF16")
+
+
+def _gguf():
+    try:
+        import gguf
+    except ImportError:
+        raise InfinityError("Reading GGUF files needs the gguf package: run `pip install gguf` in ComfyUI's "
+                            "Python, then restart ComfyUI.") from None
+    return gguf
+
+
+def _reader(path: str):
+    gguf = _gguf()
+    try:
+        return gguf.GGUFReader(path)
+    except (ValueError, OSError, IndexError, KeyError) as exc:
+        raise CheckpointError(f"{path}: not a readable GGUF file ({exc}). The file may be truncated: "
+                              "download it again.") from exc
+
+
+def _field_value(reader, key: str):
+    field = reader.fields.get(key)
+    if field is None or not field.data:
+        return None
+    parts = [field.parts[i] for i in field.data]
+    if len(parts) == 1 and parts[0].dtype == np.uint8:
+        return bytes(parts[0]).decode("utf-8", "replace")
+    return [int(p[0]) for p in parts]
+
+
+def architecture(reader) -> str:
+    return _field_value(reader, "general.architecture") or "(none given)"
+
+
+def read_gguf(path: str) -> dict[str, torch.Tensor | Quantized]:
+    """Every tensor of a GGUF file by name, in torch's shape order, copied out of the mapping."""
+    reader = _reader(path)
+    state = {}
+    for tensor in reader.tensors:
+        shape = _field_value(reader, ORIG_SHAPE_KEY + tensor.name) or [int(n) for n in reversed(tensor.shape)]
+        data = torch.from_numpy(np.array(tensor.data))  # a private copy: the mapping is read-only
+        qtype = int(tensor.tensor_type)
+        if qtype in (F32, F16):
+            state[tensor.name] = data.reshape(shape)
+        elif qtype == BF16:
+            state[tensor.name] = data.view(torch.bfloat16).reshape(shape)
+        elif data.dtype == torch.uint8:
+            state[tensor.name] = Quantized(data.reshape(-1, data.shape[-1]), qtype, tuple(shape))
+        else:  # F64 and the integer types: no Infinity or T5 weight is stored so
+            raise CheckpointError(f"{path}: tensor {tensor.name} has GGUF type {tensor.tensor_type.name}, which "
+                                  "is not a weight format. Use a file quantized from the released checkpoint.")
+    return state
+
+
+def describe(path: str, state: Mapping) -> str:
+    """One line saying what a GGUF file holds, for errors."""
+    names = list(state)
+    shown = ", ".join(names[:6]) + (f" ... ({len(names)} in all)" if len(names) > 6 else "")
+    return f"this GGUF file (architecture {architecture(_reader(path))}) holds: {shown or '(no tensors)'}"
+
+
+def write_gguf(path: str, state: Mapping[str, torch.Tensor], qtype: str = "Q8_0", arch: str = "infinity") -> dict:
+    """Write `state` as a GGUF file, 2-D weights whose rows split into whole blocks in `qtype`
+    (as llama.cpp's quantizers do), the rest in F32. Returns {name: type written}."""
+    gguf = _gguf()
+    target = gguf.GGMLQuantizationType[qtype]
+    elements = gguf.GGML_QUANT_SIZES[target][0]
+    writer = gguf.GGUFWriter(path, arch=arch)
+    written = {}
+    for name, tensor in state.items():
+        array = tensor.detach().float().cpu().numpy()
+        if array.ndim == 2 and array.shape[-1] % elements == 0:
+            writer.add_tensor(name, gguf.quants.quantize(array, target), raw_dtype=target)
+            written[name] = qtype
+        else:
+            writer.add_tensor(name, array)
+            written[name] = "F32"
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return written
+
+
+def main(argv: list[str]) -> int:
+    from .checkpoint import read_state_dict
+
+    if len(argv) != 3 or argv[2] not in QUANTIZABLE:
+        print(__doc__.split("\n\n")[-1].strip(), file=sys.stderr)
+        return 2
+    source, target, qtype = argv
+    if os.path.exists(target):
+        print(f"{target} exists; not overwriting it.", file=sys.stderr)
+        return 1
+    written = write_gguf(target, read_state_dict(source), qtype)
+    kept = sum(t == "F32" for t in written.values())
+    print(f"wrote {target}: {len(written) - kept} tensors in {qtype}, {kept} in F32")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
