@@ -19,7 +19,7 @@ from . import schedules
 from .errors import InfinityError
 from .images import decode_images, load_image, to_pil
 from .sampler import SamplingSettings, generate
-from .style import Stages, StyleReference, encode_prompts, parse_steps, stylize
+from .style import StyleReference, encode_prompts, read_stages, stylize
 from .text import load_text_encoder
 from .transformer import load_transformer
 from .vae import load_vae
@@ -109,8 +109,8 @@ def main(argv=None) -> int:
             for spec in args.style_image:
                 path, _, weight = spec.partition("=")
                 styles.append(StyleReference(load_image(path), float(weight or 1)))
-            stages = Stages(parse_steps(args.key_steps), parse_steps(args.fine_steps), not args.no_init,
-                            not args.no_key, not args.no_aqs)
+            stages = read_stages(args.key_steps, args.fine_steps, feature_init=not args.no_init,
+                                 key_sharing=not args.no_key, query_sharing=not args.no_aqs)
             cond = encode_prompts(t5, args.content, args.style, args.template, args.negative)
             content = load_image(args.content_image) if args.content_image else None
             codes = stylize(model, vae, cond, styles or [StyleReference(None)], stages, schedule, seeds, settings,

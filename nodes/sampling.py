@@ -61,14 +61,30 @@ def _cache_bytes(model, schedule: Schedule, rows: int) -> int:
     return 2 * cfg.depth * rows * sum(schedule.token_counts) * cfg.embed_dim * model.compute_dtype.itemsize
 
 
-def _reporter(vae, plan: Schedule, images: int):
-    """The per-scale callback: stop here if the user cancelled, else advance the bar with a preview."""
-    progress, done = bridge.Progress(len(plan) * images), itertools.count(1)
+class _Reporter:
+    """The per-scale callback: stop here if the user cancelled, else advance the bar with a preview.
+    Keeps the first image's preview of each scale for the Stage Scheduler's strip."""
 
-    def on_scale(event):
+    def __init__(self, vae, plan: Schedule, images: int):
+        self.vae, self.plan = vae, plan
+        self.progress, self.done = bridge.Progress(len(plan) * images), itertools.count(1)
+        self.previews = {}  # step -> PIL picture of the first image
+
+    def __call__(self, event):
         bridge.check_interrupt()
-        progress.update(next(done), lambda: preview_picture(vae, event.summed_codes, plan.scales[event.step]))
-    return on_scale
+        self.progress.update(next(self.done), lambda: self._preview(event))
+
+    def _preview(self, event):
+        picture = preview_picture(self.vae, event.summed_codes, self.plan.scales[event.step])
+        self.previews.setdefault(event.step, picture)
+        return picture
+
+    def ui(self) -> dict:
+        """The sampler's UI output: the grids it ran and each scale's preview (temp files), which the
+        front end's stage strip shows. Custom keys, so the node draws no gallery of its own."""
+        return {"scale_grids": [list(hw) for hw in self.plan.scales],
+                "scale_previews": bridge.save_temp_pictures([self.previews[s] for s in sorted(self.previews)],
+                                                            "infinitystyle_scale")}
 
 
 class Sampler(io.ComfyNode):
@@ -127,7 +143,7 @@ class Sampler(io.ComfyNode):
         settings = SamplingSettings(cfg=cfg, tau=tau, top_k=top_k, top_p=top_p)
         seeds = [(seed + i) % SEED_RANGE for i in range(batch_size)]
         net, guided = model.obj, settings.guided(len(plan))
-        on_scale = _reporter(vae.obj, plan, batch_size)
+        on_scale = _Reporter(vae.obj, plan, batch_size)
 
         if isinstance(conditioning, PlainConditioning):
             if styles or stages or content is not None:
@@ -142,4 +158,4 @@ class Sampler(io.ComfyNode):
             bridge.load(model, vae, memory_required=_cache_bytes(net, plan, (2 + len(styles)) * (1 + guided)))
             summed = stylize(net, vae.obj, conditioning, styles, for_model(stages or Stages(), net.config.depth),
                              plan, seeds, settings, content_image=content, callback=on_scale)
-        return io.NodeOutput(Codes(summed.to(bridge.intermediate_device()), plan))
+        return io.NodeOutput(Codes(summed.to(bridge.intermediate_device()), plan), ui=on_scale.ui())

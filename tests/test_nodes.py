@@ -235,23 +235,37 @@ def test_inputs_are_never_modified(plain):
     assert all(torch.equal(a, b) for a, b in zip(before, (image, mask, content)))
 
 
-# --- the stage scheduler's picture ----------------------------------------------------------------
+# --- the stage scheduler ---------------------------------------------------------------------------
 
-def _cell_colour(picture: torch.Tensor, pack, step: int) -> tuple:
-    p = pack.mod("nodes.schedule_picture")
-    x, y = p.MARGIN + p.CELL * step + p.CELL // 2, p.TOP + (p.CELL - 16) // 2
-    return tuple(round(float(c) * 255) for c in picture[0, y, x])
+def test_sampler_hands_each_scales_preview_to_the_stage_strip(comfy):
+    """In ComfyUI the sampler's UI output lists the grids it ran and one preview per scale (of the
+    first image), saved in ComfyUI's temp folder, for the strip on the Stage Scheduler."""
+    model, vae, text_encoder = loaded(comfy)
+    out = comfy.run("InfinityStyleSampler", {
+        "model": model, "vae": vae,
+        "conditioning": comfy.run("InfinityStyleConditioner", {"text_encoder": text_encoder}).args[0],
+        "stages": comfy.run("InfinityStyleStageScheduler", **QUICK_STAGES).args[0]},
+        **QUICK, batch_size=2, aspect="3:4 portrait")
+    plan = out.args[0].schedule
+    assert out.ui["scale_grids"] == [list(hw) for hw in plan.scales] and len(plan) == 7
+    entries = out.ui["scale_previews"]
+    assert len(entries) == len(plan) and len({e["filename"] for e in entries}) == len(plan)
+    temp = Path(comfy.stubs.folder_paths.get_temp_directory())
+    sizes = []
+    for entry in entries:
+        assert entry["type"] == "temp" and entry["subfolder"] == ""
+        with Image.open(temp / entry["filename"]) as picture:
+            sizes.append(picture.size)
+    assert sizes[-1][1] > sizes[-1][0], "a portrait's previews are portrait"
+    assert sizes[0] < sizes[-1], "the previews follow the scales"
 
 
-def test_stage_picture_marks_every_scale_and_follows_the_edits(plain):
-    roles = {name: colour for name, (_, colour, _) in plain.mod("nodes.schedule_picture").ROLES.items()}
-    default = plain.run("InfinityStyleStageScheduler").ui.image
-    assert default.shape[0] == 1 and default.shape[-1] == 3
-    assert [_cell_colour(default, plain, s) for s in (0, 2, 3, 4, 7)] == [
-        roles["init"], roles["key"], roles["key"], roles["fine"], roles["fine"]]
-    edited = plain.run("InfinityStyleStageScheduler", key_steps="3,4", fine_steps="5-9", query_sharing=False).ui.image
-    assert _cell_colour(edited, plain, 2) == roles["init"] and _cell_colour(edited, plain, 4) == roles["key"]
-    assert _cell_colour(edited, plain, 9) != roles["fine"], "a switched-off stage is drawn muted"
+def test_a_switched_off_stage_text_is_not_read(plain):
+    stages = plain.run("InfinityStyleStageScheduler", fine_steps="4-700000000", query_sharing=False).args[0]
+    assert stages.fine_steps == frozenset() and not stages.query_sharing
+    stages = plain.run("InfinityStyleStageScheduler", key_steps="x", key_sharing=False, feature_init=False).args[0]
+    assert stages.key_steps == frozenset()
+    assert "past the last scale" in plain.error("InfinityStyleStageScheduler", fine_steps="4-700000000")
 
 
 def test_stage_scheduler_defaults_are_the_papers(plain):
