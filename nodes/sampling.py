@@ -61,7 +61,7 @@ def _cache_bytes(model, schedule: Schedule, rows: int) -> int:
     return 2 * cfg.depth * rows * sum(schedule.token_counts) * cfg.embed_dim * model.compute_dtype.itemsize
 
 
-class _Reporter:
+class _ScaleReporter:
     """The per-scale callback: stop here if the user cancelled, else advance the bar with a preview.
     Keeps the first image's preview of each scale for the Stage Scheduler's strip."""
 
@@ -85,6 +85,11 @@ class _Reporter:
         return {"scale_grids": [list(hw) for hw in self.plan.scales],
                 "scale_previews": bridge.save_temp_pictures([self.previews[s] for s in sorted(self.previews)],
                                                             "infinitystyle_scale")}
+
+
+def _reporter(vae, plan: Schedule, images: int) -> _ScaleReporter:
+    """The reporter of one node run, over all its images."""
+    return _ScaleReporter(vae, plan, images)
 
 
 class Sampler(io.ComfyNode):
@@ -143,7 +148,7 @@ class Sampler(io.ComfyNode):
         settings = SamplingSettings(cfg=cfg, tau=tau, top_k=top_k, top_p=top_p)
         seeds = [(seed + i) % SEED_RANGE for i in range(batch_size)]
         net, guided = model.obj, settings.guided(len(plan))
-        on_scale = _Reporter(vae.obj, plan, batch_size)
+        on_scale = _reporter(vae.obj, plan, batch_size)
 
         if isinstance(conditioning, PlainConditioning):
             if styles or stages or content is not None:
