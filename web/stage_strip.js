@@ -210,7 +210,9 @@ function addStrip(node) {
       drawStrip(ctx, node, width, y, this);
     },
     computeSize(width) {
-      return [width, view(node, width ?? node.size[0]).height];
+      // the node's own width: LiteGraph asks with the node's minimum width while fitting it
+      const actual = Math.max(width ?? 0, node.size?.[0] ?? 0);
+      return [actual, view(node, actual).height];
     },
     mouse(event, pos, node) {
       return onMouse(this, event, pos, node);
@@ -233,7 +235,8 @@ function addStrip(node) {
 
 // Fits the node to the strip: no empty area below it, and never so short the strip is cut off.
 function fitSize(node, width) {
-  node.setSize([width, node.computeSize([width, node.size[1]])[1]]);
+  node.size[0] = width;
+  node.setSize([width, node.computeSize()[1]]);
 }
 
 // The sampler keeps its last run (the grids and a picture per scale) for the strip of its scheduler.
@@ -268,7 +271,7 @@ app.registerExtension({
       const onConfigure = nodeType.prototype.onConfigure;
       nodeType.prototype.onConfigure = function (...args) {
         const result = onConfigure?.apply(this, args);
-        if (this.size[1] < this.computeSize([this.size[0], this.size[1]])[1]) fitSize(this, this.size[0]);
+        if (this.size[1] < this.computeSize()[1]) fitSize(this, this.size[0]);
         return result;
       };
     }
