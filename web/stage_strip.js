@@ -86,7 +86,12 @@ function drawStrip(ctx, node, width, y, strip) {
   const v = view(node, width);
   strip.lastView = v;
   strip.lastY = y;
-  if (y + v.height > node.size[1]) requestAnimationFrame(() => fitSize(node, node.size[0]));  // a longer message
+  // Refit when the strip outgrows the node (a longer message, more scales), or shrinks in a node the
+  // strip sized itself (a size the user or the workflow chose is kept).
+  const need = node.computeSize()[1];
+  if (need > node.size[1] + 0.5 || (Math.abs(node.size[1] - strip.fittedHeight) < 0.5 && Math.abs(need - node.size[1]) >= 0.5)) {
+    requestAnimationFrame(() => fitSize(node, node.size[0]));
+  }
   ctx.save();
   ctx.translate(0, y);
   ctx.fillStyle = BACKGROUND;
@@ -236,7 +241,10 @@ function addStrip(node) {
 // Fits the node to the strip: no empty area below it, and never so short the strip is cut off.
 function fitSize(node, width) {
   node.size[0] = width;
-  node.setSize([width, node.computeSize()[1]]);
+  const height = node.computeSize()[1];
+  node.setSize([width, height]);
+  const strip = widget(node, "stage_strip");
+  if (strip) strip.fittedHeight = height;
 }
 
 // The sampler keeps its last run (the grids and a picture per scale) for the strip of its scheduler.
