@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
-import inspect
 import json
 import os
 import sys
@@ -69,8 +68,8 @@ class Widget:
     max: Any = None
     options: Optional[list] = None
     control: bool = False      # followed by a "fixed"/"randomize"/... entry in widgets_values
-    free: bool = False         # options not checked here: the node checks them (validate_inputs), or they are
-                               # the files of the machine it runs on (LoadImage)
+    free: bool = False         # options not checked here: they are the files of the machine it runs on
+    folder: Optional[str] = None  # the model folder a loader's file widget lists
 
 
 @dataclass
@@ -84,7 +83,7 @@ class NodeSpec:
 def spec_of(cls) -> NodeSpec:
     """The spec of one of the pack's V3 nodes, from its schema (works with ComfyUI's io and the mirror)."""
     schema = cls.define_schema()
-    validated = _validated_inputs(cls)
+    folders = getattr(cls, "MODEL_INPUTS", {})
     sockets, required, optional = {}, [], []
     for inp in schema.inputs:
         io_type = str(inp.io_type)
@@ -92,7 +91,7 @@ def spec_of(cls) -> NodeSpec:
             (optional if inp.optional else required).append(Widget(
                 inp.id, io_type, inp.default, getattr(inp, "min", None), getattr(inp, "max", None),
                 list(inp.options) if io_type == "COMBO" else None,
-                bool(getattr(inp, "control_after_generate", None)), inp.id in validated))
+                bool(getattr(inp, "control_after_generate", None)), inp.id in folders, folders.get(inp.id)))
         else:
             sockets[inp.id] = (io_type, bool(inp.optional))
 
@@ -103,12 +102,6 @@ def spec_of(cls) -> NodeSpec:
     outputs = [str(o.io_type) for o in schema.outputs]
     # the front end orders widgets required first, then optional
     return NodeSpec(sockets, required + optional, outputs, run)
-
-
-def _validated_inputs(cls) -> set[str]:
-    """Inputs a node checks in its own validate_inputs; ComfyUI then skips its range and list checks."""
-    method = cls.__dict__.get("validate_inputs")
-    return set(inspect.signature(method.__func__).parameters) - {"cls"} if method else set()
 
 
 # Core ComfyUI nodes the shipped workflows use, with their widgets as ComfyUI defines them (0.3.64 to 0.8),
@@ -316,9 +309,9 @@ def build_tiny_models(folder: Path, pack_name: str = PACK_NAME) -> dict[str, str
 
 def _loader_files(workflow: dict, specs) -> list[tuple[str, str]]:
     """(folder, name) of every model file the workflow's loaders name."""
-    folders = {"transformer": "infinity", "vae": "vae", "text_encoder": "text_encoders"}
-    return [(folders[k], v) for node in workflow["nodes"] if node["type"] == LOADER
-            for k, v in widget_values(specs[LOADER], node["widgets_values"]).items() if k in folders]
+    spec = specs[LOADER]
+    return [(w.folder, widget_values(spec, node["widgets_values"])[w.name]) for node in workflow["nodes"]
+            if node["type"] == LOADER for w in spec.widgets if w.folder]
 
 
 def default_cache() -> Path:

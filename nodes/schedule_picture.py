@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from ..infinity_core.images import label_font
 from ..infinity_core.schedules import PIXEL_BUDGETS, schedule
 from ..infinity_core.style import Stages, describe_schedule
 
@@ -17,13 +18,6 @@ ROLES = {  # role -> (label, colour, the switch that turns it on)
     "key": ("key", (240, 160, 60), "key_sharing"),
     "fine": ("fine", (90, 190, 120), "query_sharing"),
 }
-
-
-def _font():
-    try:
-        return ImageFont.load_default(size=12)  # Pillow >= 10.1: a scalable font when it has FreeType
-    except (TypeError, OSError):
-        return ImageFont.load_default()
 
 
 def _ranges(steps) -> str:
@@ -57,7 +51,7 @@ def draw_schedule(stages: Stages) -> Image.Image:
     width = 2 * MARGIN + CELL * len(steps) + LABEL  # room for the budget labels
     picture = Image.new("RGB", (width, TOP + CELL + 40 + 14 * len(PIXEL_BUDGETS)), BACKGROUND)
     pen = ImageDraw.Draw(picture)
-    pen.font = _font()
+    pen.font = label_font(12)
     for row, line in enumerate(_summary(stages)):
         pen.text((MARGIN, 6 + 16 * row), line, fill=INK)
 
