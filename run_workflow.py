@@ -6,7 +6,7 @@
 Models come from a folder laid out like ComfyUI's models/ (infinity/, vae/, text_encoders/flan-t5-xl/):
 --models DIR, or the repository's models/. Without the files it builds a tiny random model set in a cache folder and
 says so: the images are then noise from untrained weights, which shows the pipeline runs, not what
-the method looks like. LoadImage names are looked up in --input and the repository's examples/.
+the method looks like. LoadImage names are looked up in --input and the repository's pictures/.
 """
 from __future__ import annotations
 
@@ -324,7 +324,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="output", help="folder for the images (default: output)")
     parser.add_argument("--models", help="folder laid out like ComfyUI's models/ (default: the repository's "
                                          "models/, if it has the files)")
-    parser.add_argument("--input", help="folder LoadImage reads from, before the repository's examples/")
+    parser.add_argument("--input", help="folder LoadImage reads from, before the repository's pictures/")
     parser.add_argument("--cache", default=str(default_cache()), help="where the tiny random model set is kept")
     args = parser.parse_args(argv)
 
@@ -355,7 +355,7 @@ def main(argv=None) -> int:
               f"not what InfinityStyle looks like. Put the real files in {models} or pass --models DIR.")
         overrides[LOADER] = build_tiny_models(Path(args.cache))
         bridge.use_models_dir(args.cache)
-    input_dirs = [d for d in (args.input, REPO / "examples") if d]
+    input_dirs = [d for d in (args.input, REPO / "pictures") if d]
     try:
         written = run(workflow, specs, Path(args.out), input_dirs, overrides)
     except (errors.InfinityError, WorkflowError) as exc:
