@@ -92,6 +92,33 @@ def _reporter(vae, plan: Schedule, images: int) -> _ScaleReporter:
     return _ScaleReporter(vae, plan, images)
 
 
+def sampling_inputs(seed_tooltip: str, with_content: bool) -> list:
+    """The seed, sampling and size widgets the sampling nodes share (in this widget order)."""
+    aspects, from_content = ([*ASPECTS, CUSTOM, FROM_CONTENT], "; or the content image's shape") if with_content \
+        else ([*ASPECTS, CUSTOM], "")
+    return [
+        io.Int.Input("seed", default=0, min=0, max=SEED_RANGE - 1, control_after_generate=True, tooltip=seed_tooltip),
+        io.Float.Input("cfg", default=3.0, min=1.0, max=20.0, step=0.1, round=0.01,
+                       tooltip="Classifier-free guidance. 3 is Infinity's usual value; 1 turns it off."),
+        io.Float.Input("tau", default=0.5, min=0.05, max=2.0, step=0.05, round=0.01,
+                       tooltip="Sampling temperature: lower is plainer and more stable, higher more varied."),
+        io.Int.Input("top_k", default=900, min=0, max=1000,
+                     tooltip="Keep the k likeliest outcomes of each bit. A bit has two, so any k of 2 or more "
+                             "keeps both (as Infinity's 900 does); 1 always takes the likelier; 0 = off."),
+        io.Float.Input("top_p", default=0.97, min=0.0, max=1.0, step=0.01,
+                       tooltip="Drop a bit outcome whose probability is under 1 - top_p. 0 = off."),
+        io.Combo.Input("aspect", options=aspects, default=_aspect_label(1.0),
+                       tooltip="Width:height of the image, one of the 15 shapes Infinity was trained on. "
+                               f"custom = the nearest shape to custom_size{from_content}."),
+        io.String.Input("custom_size", default="1024x1024",
+                        tooltip="Width x height for aspect 'custom'. Only the shape counts: the pixel budget "
+                                "sets the size."),
+        io.Combo.Input("pixel_budget", options=list(PIXEL_BUDGETS), default="1M",
+                       tooltip="Image size: 1M is about 1024x1024 (13 scales), which Infinity-2B is made "
+                               "for; 0.60M, 0.25M and 0.06M stop after 12, 10 and 7 scales."),
+    ]
+
+
 class Sampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -113,31 +140,13 @@ class Sampler(io.ComfyNode):
                                                               "paper's defaults (key 2,3, fine 4-7, all on)."),
                 ContentIO.Input("content", optional=True,
                                 tooltip="From Infinity Content Image Encoder, to restyle a picture."),
-                io.Int.Input("seed", default=0, min=0, max=SEED_RANGE - 1, control_after_generate=True,
-                             tooltip="Random seed. Image i of a batch uses seed + i, so any image can be remade "
-                                     "alone."),
-                io.Float.Input("cfg", default=3.0, min=1.0, max=20.0, step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance. 3 is Infinity's usual value; 1 turns it off."),
-                io.Float.Input("tau", default=0.5, min=0.05, max=2.0, step=0.05, round=0.01,
-                               tooltip="Sampling temperature: lower is plainer and more stable, higher more varied."),
-                io.Int.Input("top_k", default=900, min=0, max=1000,
-                             tooltip="Keep the k likeliest outcomes of each bit. A bit has two, so any k of 2 or more "
-                                     "keeps both (as Infinity's 900 does); 1 always takes the likelier; 0 = off."),
-                io.Float.Input("top_p", default=0.97, min=0.0, max=1.0, step=0.01,
-                               tooltip="Drop a bit outcome whose probability is under 1 - top_p. 0 = off."),
-                io.Combo.Input("aspect", options=[*ASPECTS, CUSTOM, FROM_CONTENT], default=_aspect_label(1.0),
-                               tooltip="Width:height of the image, one of the 15 shapes Infinity was trained on. "
-                                       "custom = the nearest shape to custom_size; or the content image's shape."),
-                io.String.Input("custom_size", default="1024x1024",
-                                tooltip="Width x height for aspect 'custom'. Only the shape counts: the pixel budget "
-                                        "sets the size."),
-                io.Combo.Input("pixel_budget", options=list(PIXEL_BUDGETS), default="1M",
-                               tooltip="Image size: 1M is about 1024x1024 (13 scales), which Infinity-2B is made "
-                                       "for; 0.60M, 0.25M and 0.06M stop after 12, 10 and 7 scales."),
+                *sampling_inputs("Random seed. Image i of a batch uses seed + i, so any image can be remade alone.",
+                                 with_content=True),
                 io.Int.Input("batch_size", default=1, min=1, max=16,
                              tooltip="Images per run, with seeds seed, seed+1, ..."),
             ],
-            outputs=[CodesIO.Output(display_name="codes")],
+            outputs=[CodesIO.Output(display_name="codes", tooltip="The sampled images before decoding: connect "
+                                                                  "Infinity Decode.")],
         )
 
     @classmethod

@@ -60,7 +60,8 @@ class StageScheduler(io.ComfyNode):
                 _strength("key_strength", "Blend of Key Stage Attention Sharing with plain attention (1 = full)."),
                 _strength("fine_strength", "Blend of Adaptive Query Sharing with plain attention (1 = full)."),
             ],
-            outputs=[StagesIO.Output(display_name="stages")],
+            outputs=[StagesIO.Output(display_name="stages", tooltip="The stage settings, for the sampler's stages "
+                                                                    "input.")],
         )
 
     @classmethod

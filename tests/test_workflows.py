@@ -76,7 +76,7 @@ def test_workflow_names_the_real_models_and_shipped_images(specs, path):
         values = rw.widget_values(specs["InfinityStyleLoader"], loader["widgets_values"])
         assert {k: values[k] for k in REAL_MODELS} == REAL_MODELS
     for node in nodes_of(workflow, "LoadImage"):
-        image = REPO / "examples" / node["widgets_values"][0]
+        image = REPO / "pictures" / node["widgets_values"][0]
         assert image.is_file() and image.stat().st_size < 100_000
     for sampler in nodes_of(workflow, "InfinityStyleSampler"):
         seed_at = [w.name for w in specs["InfinityStyleSampler"].widgets].index("seed")

@@ -1,6 +1,6 @@
-"""Draws the example pictures the shipped workflows load (PIL only, fixed seeds, no third-party art).
+"""Draws the pictures the shipped workflows load and the README shows (PIL only, fixed seeds, no third-party art).
 
-  python3 examples/make_examples.py   # rewrites the .png files next to this script
+  python3 pictures/make_examples.py   # rewrites the .png files next to this script
 """
 import math
 import random
