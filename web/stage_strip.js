@@ -64,7 +64,8 @@ function view(node, width) {
   const layout = stripLayout(scales, width);
   const message = error ?? note;
   const lines = message ? wrapText(message, width - 2 * MARGIN, measure) : [];
-  return { settings, scales, sets, error, layout, lines, run, cells: cellStates(settings, sets, scales.length),
+  return { settings, scales, sets, error, layout, lines, cells: cellStates(settings, sets, scales.length),
+    previews: previewsOf(run, scales),
     height: layout.height + lines.length * LINE_HEIGHT + 8 };
 }
 
@@ -75,11 +76,14 @@ function measure(text) {
   return measureContext.measureText(text).width;
 }
 
-// The preview of a step, if the last run had one for this very grid.
-function previewOf(run, step, grid) {
-  const ran = run?.grids?.[step];
-  const image = run?.images?.[step];
-  return ran && ran[0] === grid[0] && ran[1] === grid[1] && image?.complete && image.naturalWidth ? image : null;
+// The last run's preview of each scale, when that run had this very schedule (once loaded).
+function previewsOf(run, scales) {
+  const same = run && run.grids.length === scales.length &&
+    run.grids.every(([h, w], i) => h === scales[i][0] && w === scales[i][1]);
+  return scales.map((_, step) => {
+    const image = same ? run.images[step] : null;
+    return image?.complete && image.naturalWidth ? image : null;
+  });
 }
 
 function drawStrip(ctx, node, width, y, strip) {
@@ -122,7 +126,7 @@ function drawStrip(ctx, node, width, y, strip) {
     const state = v.cells[cell.step];
     const colour = state.on ? COLOURS[state.role] : COLOURS.off;
     const { box } = cell;
-    const preview = previewOf(v.run, cell.step, cell.grid);
+    const preview = v.previews[cell.step];
     if (preview) {
       ctx.imageSmoothingEnabled = false;  // the coarse scales show their token grid
       ctx.drawImage(preview, box.x, box.y, box.width, box.height);
