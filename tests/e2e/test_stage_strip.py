@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from harness import REPO, load_workflow
+from harness import REPO, close_dialogs, load_workflow
 
 BASIC = json.loads((REPO / "workflows" / "infinity_style_basic.json").read_text(encoding="utf-8"))
 SCHEDULER, SAMPLER = "InfinityStyleStageScheduler", "InfinityStyleSampler"
@@ -30,6 +30,7 @@ def _python_message(text: str) -> str:
 def _open(page, budget: str | None = None) -> None:
     """The basic workflow, the scheduler at 100 % zoom near the top left of the canvas."""
     load_workflow(page, BASIC)
+    close_dialogs(page)
     page.evaluate(f"""([budget]) => {{
         const find = {_NODE};
         if (budget) find('{SAMPLER}').widgets.find(w => w.name === 'pixel_budget').value = budget;
@@ -38,6 +39,11 @@ def _open(page, budget: str | None = None) -> None:
         window.app.canvas.setDirty(true, true);
     }}""", [budget])
     page.wait_for_function(f"() => ({_STRIP})().lastView")
+
+
+def _shot(page, path) -> None:
+    close_dialogs(page)  # the start-up template browser can open late, over the canvas
+    page.screenshot(path=str(path))
 
 
 def _strip(page) -> dict:
@@ -79,16 +85,17 @@ def test_the_strip_draws_the_connected_samplers_scales(page, screenshots):
                                "7: 20x20", "8: 24x24", "9: 32x32", "10: 40x40", "11: 48x48", "12: 64x64"]
     assert strip["roles"][:9] == ["init", "init", "key", "key", "fine", "fine", "fine", "fine", ""]
     assert strip["error"] is None
-    page.screenshot(path=str(screenshots / "strip_basic.png"))
+    _shot(page, screenshots / "strip_basic.png")
 
     page.evaluate(f"""() => {{ const s = ({_NODE})('{SAMPLER}');
         s.widgets.find(w => w.name === 'aspect').value = '3:4 portrait';
-        s.widgets.find(w => w.name === 'pixel_budget').value = '0.06M'; }}""")
+        s.widgets.find(w => w.name === 'pixel_budget').value = '0.06M';
+        window.app.canvas.setDirty(true, true); }}""")
     strip = _strip(page)
     assert strip["labels"] == ["0: 1x1", "1: 2x2", "2: 4x3", "3: 8x6", "4: 12x9", "5: 16x12", "6: 20x15"]
     assert strip["error"] == ("Fine step 7 is out of range: this schedule has 7 scales, steps 0-6 "
                               "(0: 1x1, 1: 2x2, 2: 4x3, 3: 8x6, 4: 12x9, 5: 16x12, 6: 20x15).")
-    page.screenshot(path=str(screenshots / "strip_portrait_006M.png"))
+    _shot(page, screenshots / "strip_portrait_006M.png")
 
 
 def test_clicks_and_drags_write_the_text_widgets_and_the_prompt(page, screenshots):
@@ -103,7 +110,7 @@ def test_clicks_and_drags_write_the_text_widgets_and_the_prompt(page, screenshot
     _drag(page, 7, 4)  # across the two rows, backwards: 7 is fine, so fine -> none over 4..7
     assert _texts(page) == ["2,3,9-11", "8"]
     assert _strip(page)["roles"][:12] == ["init", "init", "key", "key", "", "", "", "", "fine", "key", "key", "key"]
-    page.screenshot(path=str(screenshots / "strip_painted.png"))
+    _shot(page, screenshots / "strip_painted.png")
 
     saved = page.evaluate(f"() => ({_NODE})('{SCHEDULER}').serialize().widgets_values")
     assert saved == ["2,3,9-11", "8", True, True, True, 0, -1, True, 1.0, 1.0], "the strip itself is not saved"
@@ -129,7 +136,7 @@ def test_a_typed_bad_range_shows_the_python_message_in_the_strip(page, screensho
     strip = _strip(page)
     assert strip["error"] == _python_message("7-4") == "In '7-4', the range 7-4 runs backwards; write 4-7."
     assert " ".join(strip["lines"]) == strip["error"], "the whole message is drawn"
-    page.screenshot(path=str(screenshots / "strip_bad_range.png"))
+    _shot(page, screenshots / "strip_bad_range.png")
 
 
 def test_a_run_puts_each_scales_preview_in_its_cell(page, comfy, screenshots):
@@ -150,8 +157,9 @@ def test_a_run_puts_each_scales_preview_in_its_cell(page, comfy, screenshots):
     page.wait_for_timeout(300)
     drawn = page.evaluate(f"() => ({_STRIP})().lastView.previews.map(Boolean)")
     assert drawn == [True] * 7, "every cell draws its scale's preview"
-    page.screenshot(path=str(screenshots / "strip_after_run.png"))
-    page.evaluate(f"() => {{ ({_NODE})('{SAMPLER}').widgets.find(w => w.name === 'pixel_budget').value = '0.25M'; }}")
+    _shot(page, screenshots / "strip_after_run.png")
+    page.evaluate(f"""() => {{ ({_NODE})('{SAMPLER}').widgets.find(w => w.name === 'pixel_budget').value = '0.25M';
+        window.app.canvas.setDirty(true, true); }}""")
     page.wait_for_timeout(300)
     assert page.evaluate(f"() => ({_STRIP})().lastView.previews.map(Boolean)") == [False] * 10, (
         "another schedule than the run's shows no previews")
