@@ -51,21 +51,17 @@ def test_workflow_loads_whole_with_its_widget_values_and_shows_all_of_itself(pag
 
 
 def test_the_recorded_minimum_sizes_are_the_front_ends(page):
-    sizes = page.evaluate("""async (types) => {
-        const out = {};
-        for (const type of types) {
-            const node = LiteGraph.createNode(type);
-            window.app.rootGraph.add(node);
-            if (type === "LoadImage") {  // with its picture shown, as the workflows open
-                const image = node.widgets.find(w => w.name === "image");
-                image.value = "infinitystyle_style_waves.png";
-                image.callback?.(image.value);
-                for (let i = 0; i < 50 && !(node.imgs && node.imgs.length); i++) await new Promise(r => setTimeout(r, 100));
-            }
-            out[type] = node.computeSize();
-        }
-        return out;
-    }""", sorted(LAYOUT["min_sizes"]))
+    # A workflow whose nodes ask for 10x10: the front end gives each the least size it allows.
+    types = sorted(LAYOUT["min_sizes"])
+    workflow = {"last_node_id": len(types), "last_link_id": 0, "links": [], "groups": [], "config": {},
+                "extra": {"ds": {"scale": 0.5, "offset": [0, 0]}}, "version": 0.4,
+                "nodes": [{"id": i + 1, "type": t, "pos": [(i % 5) * 500, (i // 5) * 600], "size": [10, 10],
+                           "flags": {}, "order": i, "mode": 0, "properties": {},
+                           **({"widgets_values": ["infinitystyle_style_waves.png", "image"]} if t == "LoadImage" else {})}
+                          for i, t in enumerate(types)]}
+    load_workflow(page, workflow)
+    page.wait_for_timeout(2000)  # the LoadImage picture
+    sizes = {n["type"]: [n["graph"][2], n["graph"][3] - LAYOUT["title_height"]] for n in node_boxes(page)}
     for node_type, (width, height) in LAYOUT["min_sizes"].items():
         assert sizes[node_type] == pytest.approx([width, height], abs=2), node_type
 
@@ -130,10 +126,14 @@ def test_the_stage_probe_workflow_runs_to_completion(page, comfy, screenshots):
     assert set(events) == {"transformer", "vae", "text_encoder"}
     page.evaluate("() => window.app.queuePrompt(0, 1)")
     page.wait_for_function("() => window.__probeEvents.done !== null", timeout=600_000)
-    page.wait_for_timeout(1500)
-    page.screenshot(path=str(screenshots / "stage_probe_after_run.png"))
     events = page.evaluate("() => window.__probeEvents")
     assert events["done"] == "success"
+    page.wait_for_function("""() => window.app.rootGraph.nodes.filter(n => ["SaveImage", "PreviewImage"].includes(n.type))
+                                   .every(n => n.imgs?.length && n.imgs.every(i => i.complete && i.naturalWidth))""",
+                           timeout=60_000)  # the grid and the plot are drawn on their nodes
+    page.evaluate("() => window.app.canvas.setDirty(true, true)")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(screenshots / "stage_probe_after_run.png"))
     runs, scales = 8, 7  # the base run and one per step of the 0.06M schedule
     sampling = [p for p in events["progress"] if p[1] == runs * scales]
     assert [value for value, _ in sampling] == list(range(1, runs * scales + 1))
