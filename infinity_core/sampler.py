@@ -100,7 +100,7 @@ class StepConditions:
         self.made: dict[int, tuple[TextBatch, Condition]] = {}  # id(text) -> (text, its Condition)
         self.rows: Optional[list[int]] = None  # batch rows still running, when some have left
 
-    def at(self, si: int):
+    def at(self, si: int) -> Condition:
         text = self.text if self.text_at is None else self.text_at(si)
         if id(text) not in self.made:
             if len(text) != len(self.text):

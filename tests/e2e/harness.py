@@ -27,8 +27,8 @@ PICTURES = REPO / "pictures"
 PACK_FOLDER = "InfinityStyle"   # the pack's folder name in custom_nodes/: the template browser's section
 WINDOW = {"width": 1600, "height": 900}
 CHROMIUM = os.environ.get("INFINITYSTYLE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"]
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def _free_port() -> int:
@@ -55,6 +55,9 @@ class ComfyServer:
         link = self.base / "custom_nodes" / PACK_FOLDER
         if not link.exists():
             link.symlink_to(REPO, target_is_directory=True)
+        # A first start opens the template browser over the canvas; a user who has been here before does not.
+        (self.base / "user" / "default" / "comfy.settings.json").write_text(
+            json.dumps({"Comfy.TutorialCompleted": True}), encoding="utf-8")
         for picture in PICTURES.glob("*.png"):
             shutil.copy(picture, self.base / "input" / picture.name)
         self.tiny_files = self._write_tiny_models(self.base / "models")
@@ -147,13 +150,15 @@ def launch_chromium(playwright):
 
 
 def open_comfy(browser, url: str):
-    """A 1600x900 page with the ComfyUI front end ready (graph and canvas up, start dialog closed).
-    Returns (context, page); the page records console errors in `page.console_errors`."""
+    """A 1600x900 page with the ComfyUI front end ready (graph and canvas up, no dialog open).
+    Returns (context, page); the page records console errors in `page.console_errors` and answers
+    of 400 and above in `page.failed_requests`."""
     context = browser.new_context(viewport=WINDOW)
     page = context.new_page()
-    page.console_errors = []
+    page.console_errors, page.failed_requests = [], []
     page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
     page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    page.on("response", lambda r: r.status >= 400 and page.failed_requests.append(f"{r.status} {r.url}"))
     page.goto(url)
     page.wait_for_function("() => window.app && window.app.canvas && window.app.rootGraph", timeout=60_000)
     close_dialogs(page)
