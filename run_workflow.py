@@ -6,7 +6,7 @@
 Models come from a folder laid out like ComfyUI's models/ (infinity/, vae/, text_encoders/flan-t5-xl/):
 --models DIR, or the repository's models/. Without the files it builds a tiny random model set in a cache folder and
 says so: the images are then noise from untrained weights, which shows the pipeline runs, not what
-the method looks like. LoadImage names are looked up in --input and the repository's examples/.
+the method looks like. LoadImage names are looked up in --input and the repository's pictures/.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import importlib
 import importlib.util
-import inspect
 import json
 import os
 import sys
@@ -69,8 +68,8 @@ class Widget:
     max: Any = None
     options: Optional[list] = None
     control: bool = False      # followed by a "fixed"/"randomize"/... entry in widgets_values
-    free: bool = False         # options not checked here: the node checks them (validate_inputs), or they are
-                               # the files of the machine it runs on (LoadImage)
+    free: bool = False         # options not checked here: they are the files of the machine it runs on
+    folder: Optional[str] = None  # the model folder a loader's file widget lists
 
 
 @dataclass
@@ -84,7 +83,7 @@ class NodeSpec:
 def spec_of(cls) -> NodeSpec:
     """The spec of one of the pack's V3 nodes, from its schema (works with ComfyUI's io and the mirror)."""
     schema = cls.define_schema()
-    validated = _validated_inputs(cls)
+    folders = getattr(cls, "MODEL_INPUTS", {})
     sockets, required, optional = {}, [], []
     for inp in schema.inputs:
         io_type = str(inp.io_type)
@@ -92,7 +91,7 @@ def spec_of(cls) -> NodeSpec:
             (optional if inp.optional else required).append(Widget(
                 inp.id, io_type, inp.default, getattr(inp, "min", None), getattr(inp, "max", None),
                 list(inp.options) if io_type == "COMBO" else None,
-                bool(getattr(inp, "control_after_generate", None)), inp.id in validated))
+                bool(getattr(inp, "control_after_generate", None)), inp.id in folders, folders.get(inp.id)))
         else:
             sockets[inp.id] = (io_type, bool(inp.optional))
 
@@ -103,12 +102,6 @@ def spec_of(cls) -> NodeSpec:
     outputs = [str(o.io_type) for o in schema.outputs]
     # the front end orders widgets required first, then optional
     return NodeSpec(sockets, required + optional, outputs, run)
-
-
-def _validated_inputs(cls) -> set[str]:
-    """Inputs a node checks in its own validate_inputs; ComfyUI then skips its range and list checks."""
-    method = cls.__dict__.get("validate_inputs")
-    return set(inspect.signature(method.__func__).parameters) - {"cls"} if method else set()
 
 
 # Core ComfyUI nodes the shipped workflows use, with their widgets as ComfyUI defines them (0.3.64 to 0.8),
@@ -321,9 +314,9 @@ def build_tiny_models(folder: Path, pack_name: str = PACK_NAME) -> dict[str, str
 
 def _loader_files(workflow: dict, specs) -> list[tuple[str, str]]:
     """(folder, name) of every model file the workflow's loaders name."""
-    folders = {"transformer": "infinity", "vae": "vae", "text_encoder": "text_encoders"}
-    return [(folders[k], v) for node in workflow["nodes"] if node["type"] == LOADER
-            for k, v in widget_values(specs[LOADER], node["widgets_values"]).items() if k in folders]
+    spec = specs[LOADER]
+    return [(w.folder, widget_values(spec, node["widgets_values"])[w.name]) for node in workflow["nodes"]
+            if node["type"] == LOADER for w in spec.widgets if w.folder]
 
 
 def main(argv=None) -> int:
@@ -332,7 +325,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="output", help="folder for the images (default: output)")
     parser.add_argument("--models", help="folder laid out like ComfyUI's models/ (default: the repository's "
                                          "models/, if it has the files)")
-    parser.add_argument("--input", help="folder LoadImage reads from, before the repository's examples/")
+    parser.add_argument("--input", help="folder LoadImage reads from, before the repository's pictures/")
     pack = load_pack()
     tiny = importlib.import_module(f"{PACK_NAME}.infinity_core.tiny")
     parser.add_argument("--cache", default=tiny.default_cache_dir(), help="where the tiny random model set is kept")
@@ -372,7 +365,7 @@ def main(argv=None) -> int:
               f"not what InfinityStyle looks like. Put the real files in {models} or pass --models DIR.")
         overrides[LOADER] = build_tiny_models(Path(args.cache))
         bridge.use_models_dir(args.cache)
-    input_dirs = [d for d in (args.input, REPO / "examples") if d]
+    input_dirs = [d for d in (args.input, REPO / "pictures") if d]
     try:
         written = run(workflow, specs, Path(args.out), input_dirs, overrides)
     except (errors.InfinityError, WorkflowError) as exc:

@@ -26,7 +26,7 @@ from . import schedules
 from .errors import InfinityError
 from .images import decode_images, load_image, to_pil
 from .sampler import LIMITS, SEED_RANGE, SamplingSettings, check_number, generate, seeds_for
-from .style import Stages, StyleReference, encode_prompts, generation_prompt, parse_steps, stylize
+from .style import StyleReference, encode_prompts, generation_prompt, read_stages, stylize
 from .text import check_text_width, load_text_encoder
 from .transformer import load_transformer
 from .vae import load_vae
@@ -85,13 +85,6 @@ def _style_image(text: str) -> tuple[str, float]:
     return path, value
 
 
-def _steps(text: str) -> frozenset:
-    try:
-        return parse_steps(text)
-    except InfinityError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 # --- the command line --------------------------------------------------------------------------------
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -135,8 +128,8 @@ def _stylize_options(parser: argparse.ArgumentParser) -> None:
                         help="a style image, optionally PATH=WEIGHT (weight 0 or more); repeat for several; "
                              "none = the style prompt alone is the style")
     parser.add_argument("--content-image", help="restyle this image instead of sampling the content")
-    parser.add_argument("--key-steps", type=_steps, default="2,3", help="key stage steps, 0-based")
-    parser.add_argument("--fine-steps", type=_steps, default="4-7", help="fine stage steps, 0-based")
+    parser.add_argument("--key-steps", default="2,3", help="key stage steps, 0-based")
+    parser.add_argument("--fine-steps", default="4-7", help="fine stage steps, 0-based (not read with --no-aqs)")
     for flag, what in (("init", "Feature Initialization"), ("key", "Key Stage Attention Sharing"),
                        ("aqs", "Adaptive Query Sharing")):
         parser.add_argument(f"--no-{flag}", action="store_true", help=f"turn {what} off")
@@ -164,7 +157,8 @@ def _run_generate(args) -> int:
 def _run_stylize(args) -> int:
     job = _checked_job(args)
     generation_prompt(args.content, args.style, args.template)  # the template is checked before loading too
-    stages = Stages(args.key_steps, args.fine_steps, not args.no_init, not args.no_key, not args.no_aqs)
+    stages = read_stages(args.key_steps, args.fine_steps, feature_init=not args.no_init, key_sharing=not args.no_key,
+                         query_sharing=not args.no_aqs)
     stages.validate(job.schedule, depth=1)  # the command line sets no layer range: the depth is not read
     styles = [StyleReference(load_image(path), weight) for path, weight in args.style_image]
     content = load_image(args.content_image) if args.content_image else None

@@ -57,3 +57,12 @@ def preview_image(vae, summed_codes: torch.Tensor, grid: tuple[int, int]) -> tor
     scales cost almost nothing."""
     from .quantizer import resize
     return decode_images(vae, resize(summed_codes, (1, *vae.patchify.latent_grid(grid))))
+
+
+def label_font(size: int):
+    """Pillow's built-in font at `size` px (scalable where Pillow has FreeType, else its bitmap font)."""
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):
+        return ImageFont.load_default()

@@ -16,7 +16,7 @@ from .errors import InfinityError
 from .quantizer import bits_to_codes, resize
 from .schedules import Schedule
 from .text import TextBatch
-from .transformer import InfinityTransformer, KVCache
+from .transformer import Condition, InfinityTransformer, KVCache
 
 
 # What the Sampler node's widgets allow; API prompts and the command line get the same checks.
@@ -114,25 +114,64 @@ def unconditional_text(model: InfinityTransformer, text: TextBatch, negative: Op
 
 
 ChooseBits = Callable[[int, torch.Tensor], torch.Tensor]
+TextAt = Callable[[int], TextBatch]
+
+
+class StepConditions:
+    """The transformer's conditioning at each step: one `Condition` per distinct text, made once.
+
+    With `text_at`, step si conditions on text_at(si) everywhere the text enters (start token at
+    step 0, AdaLN, cross-attention, head) and its unconditional half is that text's own. The keys
+    and values a step adds to the cache are the ones it computed under its own text, so later
+    steps attend to what that step saw: exactly a run whose prompt changed at that step alone
+    (a block-causal pass where that scale's tokens are conditioned on the other text)."""
+
+    def __init__(self, model: InfinityTransformer, text: TextBatch, text_at: Optional[TextAt], guided: bool,
+                 negative: Optional[TextBatch]):
+        self.model, self.text, self.text_at = model, text, text_at
+        self.guided, self.negative = guided, negative
+        self.made: dict[int, tuple[TextBatch, Condition]] = {}  # id(text) -> (text, its Condition)
+        self.rows: Optional[list[int]] = None  # batch rows still running, when some have left
+
+    def at(self, si: int) -> Condition:
+        text = self.text if self.text_at is None else self.text_at(si)
+        if id(text) not in self.made:
+            if len(text) != len(self.text):
+                raise ValueError(f"The text of step {si} has {len(text)} rows, the run has {len(self.text)}.")
+            cond = self.model.condition(self._guided(text))
+            self.made[id(text)] = (text, cond if self.rows is None else cond.select(self.rows))
+        return self.made[id(text)][1]
+
+    def _guided(self, text: TextBatch) -> TextBatch:
+        text = text.to(self.model.device)
+        if not self.guided:
+            return text
+        return TextBatch.cat([text, unconditional_text(self.model, text, self.negative).to(self.model.device)])
+
+    def keep_rows(self, batch_rows: list[int]) -> None:
+        """Rows leave the batch: `batch_rows` index the current batch."""
+        self.rows = batch_rows if self.rows is None else [self.rows[i] for i in batch_rows]
+        self.made = {key: (text, cond.select(batch_rows)) for key, (text, cond) in self.made.items()}
 
 
 @torch.no_grad()
 def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, settings: SamplingSettings,
                choose_bits: ChooseBits, negative: Optional[TextBatch] = None,
                keep_rows: Optional[Callable[[int], Optional[list[int]]]] = None,
-               on_scale: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
+               on_scale: Optional[Callable[[int, torch.Tensor], None]] = None,
+               text_at: Optional[TextAt] = None) -> torch.Tensor:
     """Run every scale of `schedule` for the rows of `text`; return their summed codes [B, d, 1, H, W]
     on the VAE's latent grid (see patchify.py).
 
     choose_bits(si, logits [B, h*w, 2D]) gives the token bits [B, h, w, D] each row takes at step si.
     keep_rows(si), after step si, may name the rows still needed; the others leave the batch
-    (and their cache). on_scale(si, summed_codes) is called after each scale."""
+    (and their cache). on_scale(si, summed_codes) is called after each scale.
+    text_at(si), when given, is the rows' text at step si in place of `text`; see `StepConditions`."""
     device = model.device
     guided = settings.guided(len(schedule))
     rows = len(text)
-    if guided:
-        text = TextBatch.cat([text.to(device), unconditional_text(model, text, negative).to(device)])
-    cond = model.condition(text.to(device))
+    conditions = StepConditions(model, text, text_at, guided, negative)
+    cond = conditions.at(0)
     cache = KVCache()
     x = model.start_tokens(cond)
     patchify = model.config.patchify
@@ -140,6 +179,7 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
     summed = torch.zeros(rows, model.config.vae_codebook_dim, *final, device=device)
     last = len(schedule) - 1
     for si, (h, w) in enumerate(schedule.scales):
+        cond = conditions.at(si)
         logits = model.logits(model.forward_scale(x, si, cond, schedule, cache), cond)
         logits = logits.mul(1 / settings.tau_at(si))
         cfg = settings.cfg_at(si)
@@ -159,7 +199,7 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
             summed = summed[kept]
             batch_rows = kept + [rows + r for r in kept] if guided else kept
             cache.keep_rows(batch_rows)
-            cond = cond.select(batch_rows)
+            conditions.keep_rows(batch_rows)
             rows = len(kept)
         x = model.embed_codes(patchify.token_inputs(summed, schedule.scales[si + 1]))
         if guided:
@@ -176,7 +216,8 @@ class Generation:
 def generate(model: InfinityTransformer, text: TextBatch, schedule: Schedule, seeds: Sequence[int],
              settings: SamplingSettings = SamplingSettings(), negative: Optional[TextBatch] = None,
              replay: Optional[Sequence[Optional[torch.Tensor]]] = None,
-             callback: Optional[Callable[[ScaleEvent], None]] = None) -> Generation:
+             callback: Optional[Callable[[ScaleEvent], None]] = None,
+             text_at: Optional[TextAt] = None) -> Generation:
     """Plain text-to-image: one image per prompt row, image i drawn with its own generator
     seeded by seeds[i].
 
@@ -185,7 +226,8 @@ def generate(model: InfinityTransformer, text: TextBatch, schedule: Schedule, se
     image a single run with seeds[i] makes, in every precision.
 
     replay[si] ([B, 1, h, w, d]), when given, replaces the drawn bits at step si (teacher
-    forcing); the generator still draws, so later scales see the same random stream as a free run."""
+    forcing); the generator still draws, so later scales see the same random stream as a free run.
+    text_at(si), when given, is the prompts' text at step si (see `StepConditions`)."""
     if len(seeds) != len(text):
         raise ValueError(f"{len(text)} prompts but {len(seeds)} seeds.")
     if negative is not None and len(negative) not in (1, len(text)):
@@ -194,13 +236,29 @@ def generate(model: InfinityTransformer, text: TextBatch, schedule: Schedule, se
     for i, seed in enumerate(seeds):
         one_negative = None if negative is None else negative.select([i if len(negative) > 1 else 0])
         one_replay = None if replay is None else [None if r is None else r[i:i + 1] for r in replay]
-        image = _generate_one(model, text.select([i]), schedule, seed, settings, one_negative, one_replay, callback)
+        image = _generate_one(model, text.select([i]), schedule, seed, settings, one_negative, one_replay, callback,
+                              _row_text_at(text_at, i))
         images.append(image.summed_codes)
         drawn.append(image.drawn_bits)
     return Generation(torch.cat(images), [torch.cat(per_scale) for per_scale in zip(*drawn)])
 
 
-def _generate_one(model, text, schedule, seed, settings, negative, replay, callback) -> Generation:
+def _row_text_at(text_at: Optional[TextAt], row: int) -> Optional[TextAt]:
+    """text_at for one image of the batch: its row of each step's text, picked once per text
+    (StepConditions encodes each distinct text once)."""
+    if text_at is None:
+        return None
+    picked = {}
+
+    def at(si):
+        full = text_at(si)
+        if id(full) not in picked:
+            picked[id(full)] = (full, full.select([row]))  # holding `full` keeps its id unique
+        return picked[id(full)][1]
+    return at
+
+
+def _generate_one(model, text, schedule, seed, settings, negative, replay, callback, text_at) -> Generation:
     generator = make_generators([seed], model.device)[0]
     drawn = []
 
@@ -216,5 +274,6 @@ def _generate_one(model, text, schedule, seed, settings, negative, replay, callb
         if callback is not None:
             callback(ScaleEvent(si, len(schedule), summed))
 
-    summed = run_scales(model, text, schedule, settings, choose_bits, negative=negative, on_scale=on_scale)
+    summed = run_scales(model, text, schedule, settings, choose_bits, negative=negative, on_scale=on_scale,
+                        text_at=text_at)
     return Generation(summed, drawn)

@@ -1,5 +1,5 @@
 """Everything the pack takes from ComfyUI, in one module: model folders, devices and dtypes, the
-memory manager, layer factories, the progress bar and the cancel check.
+memory manager, layer factories, the progress bar, temp pictures for the front end and the cancel check.
 
 Outside ComfyUI (tests, run_workflow.py) the same calls fall back to the CPU in fp32, a local
 models folder (`use_models_dir`), no progress bar and no cancel.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -242,6 +243,21 @@ class Progress:
             picture = preview() if preview is not None else None
             self.bar.update_absolute(value, self.total,
                                      ("JPEG", picture, PREVIEW_MAX_SIZE) if picture is not None else None)
+
+
+def save_temp_pictures(pictures: list, prefix: str) -> list[dict]:
+    """PIL pictures saved to ComfyUI's temp folder, as the entries a node's UI output lists
+    ({filename, subfolder, type}); the front end fetches them through /view. None outside ComfyUI."""
+    if not IN_COMFY:
+        return []
+    folder, run = folder_paths.get_temp_directory(), uuid.uuid4().hex[:12]
+    os.makedirs(folder, exist_ok=True)
+    entries = []
+    for i, picture in enumerate(pictures):
+        name = f"{prefix}_{run}_{i:02d}.png"
+        picture.save(os.path.join(folder, name), compress_level=1)
+        entries.append({"filename": name, "subfolder": "", "type": "temp"})
+    return entries
 
 
 def check_interrupt() -> None:

@@ -45,7 +45,8 @@ class Conditioner(io.ComfyNode):
                                         "prompts above."),
                 _prompt("negative", "", NEGATIVE_TOOLTIP),
             ],
-            outputs=[ConditioningIO.Output(display_name="conditioning")],
+            outputs=[ConditioningIO.Output(display_name="conditioning",
+                                           tooltip="The three encoded prompts, for Infinity Scale-wise Sampler.")],
         )
 
     @classmethod
@@ -69,7 +70,8 @@ class TextEncode(io.ComfyNode):
                 _prompt("prompt", "a cat in watercolor painting", "The image to make."),
                 _prompt("negative", "", NEGATIVE_TOOLTIP),
             ],
-            outputs=[ConditioningIO.Output(display_name="conditioning")],
+            outputs=[ConditioningIO.Output(display_name="conditioning",
+                                           tooltip="The encoded prompt, for Infinity Scale-wise Sampler.")],
         )
 
     @classmethod

@@ -23,6 +23,17 @@ def preview_picture(vae, summed: torch.Tensor, grid: tuple[int, int]) -> Image.I
     return to_pil(preview_image(vae, summed[:1], small)[0])
 
 
+def decode_with_progress(vae, summed: torch.Tensor) -> torch.Tensor:
+    """Summed codes [B, ...] -> IMAGE [B, H, W, 3], one image at a time: the bar advances (showing
+    each image) and a cancel stops between images."""
+    progress, images = bridge.Progress(len(summed)), []
+    for i in range(len(summed)):
+        bridge.check_interrupt()
+        images.append(decode_images(vae, summed[i:i + 1]))
+        progress.update(i + 1, lambda: to_pil(images[-1][0]))
+    return torch.cat(images)
+
+
 class Decode(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -33,11 +44,12 @@ class Decode(io.ComfyNode):
             description="Turns the sampler's codes into images with the BSQ VAE.",
             inputs=[VaeIO.Input("vae", tooltip="From Infinity Loader."),
                     CodesIO.Input("codes", tooltip="From Infinity Scale-wise Sampler.")],
-            outputs=[io.Image.Output(display_name="image")],
+            outputs=[io.Image.Output(display_name="image", tooltip="The decoded images (a batch when the sampler "
+                                                                   "made several).")],
         )
 
     @classmethod
     @user_errors
     def execute(cls, vae, codes):
         bridge.load(vae)
-        return io.NodeOutput(decode_images(vae.obj, codes.summed).to(bridge.intermediate_device()))
+        return io.NodeOutput(decode_with_progress(vae.obj, codes.summed).to(bridge.intermediate_device()))

@@ -31,6 +31,10 @@ def model_path(folder: str, name: str) -> str:
 
 
 class Loader(io.ComfyNode):
+    # File input -> the model folder it lists. A missing file is left to ComfyUI's own list check,
+    # which reports it once, on that input (a validate_inputs message would repeat on all three).
+    MODEL_INPUTS = {"transformer": "infinity", "vae": "vae", "text_encoder": "text_encoders"}
+
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -60,21 +64,11 @@ class Loader(io.ComfyNode):
                                        "(half of bf16) and computes in ComfyUI's choice. A .gguf transformer keeps its "
                                        "own quantization. The VAE and T5 follow ComfyUI's settings."),
             ],
-            outputs=[ModelIO.Output(display_name="model"), VaeIO.Output(display_name="vae"),
-                     TextEncoderIO.Output(display_name="text_encoder")],
+            outputs=[ModelIO.Output(display_name="model", tooltip="The Infinity transformer, for the sampler."),
+                     VaeIO.Output(display_name="vae", tooltip="The BSQ VAE: encodes style and content images, "
+                                                              "decodes the result."),
+                     TextEncoderIO.Output(display_name="text_encoder", tooltip="flan-t5-xl, for the prompt nodes.")],
         )
-
-    @classmethod
-    def validate_inputs(cls, transformer, vae, text_encoder):
-        # Naming the file inputs here replaces ComfyUI's "value not in list" with our message
-        # (ComfyUI shows it once per named input, so it covers every missing file).
-        missing = []
-        for folder, name in (("infinity", transformer), ("vae", vae), ("text_encoders", text_encoder)):
-            try:
-                model_path(folder, name)
-            except InfinityError as exc:
-                missing.append(str(exc))
-        return " ".join(missing) or True
 
     @classmethod
     @user_errors

@@ -70,14 +70,64 @@ def _stylized_rows(stages: Stages, schedule: Schedule, styles: int, guided: bool
                       + styles * (si <= max(stages.style_needed_until(), 0))) for si in range(len(schedule))]
 
 
-def _reporter(vae, plan: Schedule, images: int):
-    """The per-scale callback: stop here if the user cancelled, else advance the bar with a preview."""
-    progress, done = bridge.Progress(len(plan) * images), itertools.count(1)
+class _ScaleReporter:
+    """The per-scale callback: stop here if the user cancelled, else advance the bar with a preview.
+    Keeps the first image's preview of each scale for the Stage Scheduler's strip."""
 
-    def on_scale(event):
+    def __init__(self, vae, plan: Schedule, images: int):
+        self.vae, self.plan = vae, plan
+        self.progress, self.done = bridge.Progress(len(plan) * images), itertools.count(1)
+        self.previews = {}  # step -> PIL picture of the first image
+
+    def __call__(self, event):
         bridge.check_interrupt()
-        progress.update(next(done), lambda: preview_picture(vae, event.summed_codes, plan.scales[event.step]))
-    return on_scale
+        self.progress.update(next(self.done), lambda: self._preview(event))
+
+    def _preview(self, event):
+        picture = preview_picture(self.vae, event.summed_codes, self.plan.scales[event.step])
+        self.previews.setdefault(event.step, picture)
+        return picture
+
+    def ui(self) -> dict:
+        """The sampler's UI output: the grids it ran and each scale's preview (temp files), which the
+        front end's stage strip shows. Custom keys, so the node draws no gallery of its own."""
+        return {"scale_grids": [list(hw) for hw in self.plan.scales],
+                "scale_previews": bridge.save_temp_pictures([self.previews[s] for s in sorted(self.previews)],
+                                                            "infinitystyle_scale")}
+
+
+def _reporter(vae, plan: Schedule, images: int) -> _ScaleReporter:
+    """The reporter of one node run, over all its images."""
+    return _ScaleReporter(vae, plan, images)
+
+
+def sampling_inputs(seed_tooltip: str, with_content: bool) -> list:
+    """The seed, sampling and size widgets the sampling nodes share (in this widget order)."""
+    aspects, from_content = ([*ASPECTS, CUSTOM, FROM_CONTENT], "; or the content image's shape") if with_content \
+        else ([*ASPECTS, CUSTOM], "")
+    return [
+        io.Int.Input("seed", default=0, min=0, max=SEED_RANGE - 1, control_after_generate=True, tooltip=seed_tooltip),
+        io.Float.Input("cfg", default=3.0, min=LIMITS["cfg"][0], max=LIMITS["cfg"][1], step=0.1, round=0.01,
+                       tooltip="Classifier-free guidance. 3 is Infinity's usual value; 1 turns it off."),
+        io.Float.Input("tau", default=0.5, min=LIMITS["tau"][0], max=LIMITS["tau"][1], step=0.05, round=0.01,
+                       tooltip="Sampling temperature: lower is plainer and more stable, higher more varied. "
+                               "0.5 suits Infinity-2B; Infinity-8B's own examples use 1.0."),
+        io.Int.Input("top_k", default=900, min=LIMITS["top_k"][0], max=LIMITS["top_k"][1],
+                     tooltip="Keep the k likeliest outcomes of each bit. A bit has two, so any k of 2 or more "
+                             "keeps both (as Infinity's 900 does); 1 always takes the likelier; 0 = off."),
+        io.Float.Input("top_p", default=0.97, min=LIMITS["top_p"][0], max=LIMITS["top_p"][1], step=0.01,
+                       tooltip="Drop a bit outcome whose probability is under 1 - top_p. 0 = off."),
+        io.Combo.Input("aspect", options=aspects, default=_aspect_label(1.0),
+                       tooltip="Width:height of the image, one of the 15 shapes Infinity was trained on. "
+                               f"custom = the nearest shape to custom_size{from_content}."),
+        io.String.Input("custom_size", default="1024x1024",
+                        tooltip="Width x height for aspect 'custom'. Only the shape counts: the pixel budget "
+                                "sets the size."),
+        io.Combo.Input("pixel_budget", options=list(PIXEL_BUDGETS), default="1M",
+                       tooltip="Image size: 1M is about 1024x1024 (13 scales), which Infinity-2B and -8B are "
+                               "made for; 0.60M, 0.25M and 0.06M stop after 12, 10 and 7 scales. The "
+                               "512x512 Infinity-8B model is made for 0.25M."),
+    ]
 
 
 class Sampler(io.ComfyNode):
@@ -101,33 +151,13 @@ class Sampler(io.ComfyNode):
                                                               "paper's defaults (key 2,3, fine 4-7, all on)."),
                 ContentIO.Input("content", optional=True,
                                 tooltip="From Infinity Content Image Encoder, to restyle a picture."),
-                io.Int.Input("seed", default=0, min=0, max=SEED_RANGE - 1, control_after_generate=True,
-                             tooltip="Random seed. Image i of a batch uses seed + i, so any image can be remade "
-                                     "alone."),
-                io.Float.Input("cfg", default=3.0, min=LIMITS["cfg"][0], max=LIMITS["cfg"][1], step=0.1, round=0.01,
-                               tooltip="Classifier-free guidance. 3 is Infinity's usual value; 1 turns it off."),
-                io.Float.Input("tau", default=0.5, min=LIMITS["tau"][0], max=LIMITS["tau"][1], step=0.05, round=0.01,
-                               tooltip="Sampling temperature: lower is plainer and more stable, higher more varied. "
-                                       "0.5 suits Infinity-2B; Infinity-8B's own examples use 1.0."),
-                io.Int.Input("top_k", default=900, min=LIMITS["top_k"][0], max=LIMITS["top_k"][1],
-                             tooltip="Keep the k likeliest outcomes of each bit. A bit has two, so any k of 2 or more "
-                                     "keeps both (as Infinity's 900 does); 1 always takes the likelier; 0 = off."),
-                io.Float.Input("top_p", default=0.97, min=LIMITS["top_p"][0], max=LIMITS["top_p"][1], step=0.01,
-                               tooltip="Drop a bit outcome whose probability is under 1 - top_p. 0 = off."),
-                io.Combo.Input("aspect", options=[*ASPECTS, CUSTOM, FROM_CONTENT], default=_aspect_label(1.0),
-                               tooltip="Width:height of the image, one of the 15 shapes Infinity was trained on. "
-                                       "custom = the nearest shape to custom_size; or the content image's shape."),
-                io.String.Input("custom_size", default="1024x1024",
-                                tooltip="Width x height for aspect 'custom'. Only the shape counts: the pixel budget "
-                                        "sets the size."),
-                io.Combo.Input("pixel_budget", options=list(PIXEL_BUDGETS), default="1M",
-                               tooltip="Image size: 1M is about 1024x1024 (13 scales), which Infinity-2B and -8B are "
-                                       "made for; 0.60M, 0.25M and 0.06M stop after 12, 10 and 7 scales. The "
-                                       "512x512 Infinity-8B model is made for 0.25M."),
+                *sampling_inputs("Random seed. Image i of a batch uses seed + i, so any image can be remade alone.",
+                                 with_content=True),
                 io.Int.Input("batch_size", default=1, min=LIMITS["batch_size"][0], max=LIMITS["batch_size"][1],
                              tooltip="Images per run, with seeds seed, seed+1, ..."),
             ],
-            outputs=[CodesIO.Output(display_name="codes")],
+            outputs=[CodesIO.Output(display_name="codes", tooltip="The sampled images before decoding: connect "
+                                                                  "Infinity Decode.")],
         )
 
     @classmethod
@@ -155,4 +185,4 @@ class Sampler(io.ComfyNode):
             bridge.load(model, vae, memory_required=_cache_bytes(net, plan, _stylized_rows(stages, plan, len(styles), guided)))
             summed = stylize(net, vae.obj, conditioning, styles, stages,
                              plan, seeds, settings, content_image=content, callback=on_scale)
-        return io.NodeOutput(Codes(summed.to(bridge.intermediate_device()), plan))
+        return io.NodeOutput(Codes(summed.to(bridge.intermediate_device()), plan), ui=on_scale.ui())

@@ -4,9 +4,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..infinity_core import style
-from ._api import io, ui
+from ._api import io
 from .common import CATEGORY, StagesIO, user_errors
-from .schedule_picture import as_image_tensor, draw_schedule
 
 LAST_BLOCK = -1  # last_layer value meaning "through the model's last block"
 
@@ -34,15 +33,18 @@ class StageScheduler(io.ComfyNode):
             display_name="Infinity Stage Scheduler",
             category=CATEGORY,
             description="Which scale steps share attention with the style (key stage) and blend the content's "
-                        "queries (fine stage), and which mechanisms are on. Steps count from 0 (the 1x1 scale); "
-                        "the picture shows each step's grid. Defaults are the paper's.",
+                        "queries (fine stage), and which mechanisms are on. Steps count from 0 (the 1x1 scale). The strip "
+                        "shows each step's grid for the connected sampler's size: click a cell to cycle none, key, "
+                        "fine; drag to paint a range. After a run it shows each scale's preview. Defaults are the "
+                        "paper's.",
             inputs=[
                 io.String.Input("key_steps", default="2,3",
                                 tooltip="Key stage steps: numbers and ranges such as '2,3' or '2-3'. The generated "
                                         "image attends to the style image here."),
                 io.String.Input("fine_steps", default="4-7",
                                 tooltip="Fine stage steps, such as '4-7'. The generated image's queries are blended "
-                                        "with the content's here, keeping the content's layout."),
+                                        "with the content's here, keeping the content's layout. Not read while "
+                                        "Adaptive Query Sharing is off."),
                 _switch("feature_init", "Feature Initialization: before the key stage the generated image starts "
                                         "from the style image's tokens."),
                 _switch("key_sharing", "Key Stage Attention Sharing: at key steps, attend with the content's query "
@@ -58,17 +60,16 @@ class StageScheduler(io.ComfyNode):
                 _strength("key_strength", "Blend of Key Stage Attention Sharing with plain attention (1 = full)."),
                 _strength("fine_strength", "Blend of Adaptive Query Sharing with plain attention (1 = full)."),
             ],
-            outputs=[StagesIO.Output(display_name="stages")],
+            outputs=[StagesIO.Output(display_name="stages", tooltip="The stage settings, for the sampler's stages "
+                                                                    "input.")],
         )
 
     @classmethod
     @user_errors
     def execute(cls, key_steps, fine_steps, feature_init, key_sharing, query_sharing, first_layer, last_layer,
                 apply_to_uncond, key_strength, fine_strength):
-        stages = style.Stages(
-            key_steps=style.parse_steps(key_steps), fine_steps=style.parse_steps(fine_steps),
-            feature_init=feature_init, key_sharing=key_sharing, query_sharing=query_sharing,
+        stages = style.read_stages(
+            key_steps, fine_steps, feature_init=feature_init, key_sharing=key_sharing, query_sharing=query_sharing,
             layers=None if (first_layer, last_layer) == (0, LAST_BLOCK) else (first_layer, last_layer),
             uncond=apply_to_uncond, key_strength=key_strength, fine_strength=fine_strength)
-        picture = as_image_tensor(draw_schedule(stages))
-        return io.NodeOutput(stages, ui=ui.PreviewImage(picture, cls=cls))
+        return io.NodeOutput(stages)

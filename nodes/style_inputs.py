@@ -50,7 +50,8 @@ class StyleImageEncoder(io.ComfyNode):
                               tooltip="Styles from earlier Infinity Style Image Encoder nodes; this one is added "
                                       "after them."),
             ],
-            outputs=[StyleIO.Output(display_name="styles")],
+            outputs=[StyleIO.Output(display_name="styles", tooltip="The styles so far (earlier ones, then this "
+                                                                   "one's), for the sampler or another encoder.")],
         )
 
     @classmethod
@@ -78,7 +79,8 @@ class ContentImageEncoder(io.ComfyNode):
             inputs=[io.Image.Input("image", tooltip="The picture to restyle: one image, any size (it is fitted to "
                                                     "the output frame; pick aspect 'from content image' on the "
                                                     "sampler to keep all of it).")],
-            outputs=[ContentIO.Output(display_name="content")],
+            outputs=[ContentIO.Output(display_name="content", tooltip="The picture to restyle, for the sampler's "
+                                                                      "content input.")],
         )
 
     @classmethod

@@ -143,6 +143,7 @@ def _folder_paths(models_dir: str, user_paths: dict):
 
     fp.add_model_folder_path = add_model_folder_path
     fp.get_folder_paths = lambda folder_name: fp.folder_names_and_paths[folder_name][0][:]
+    fp.get_temp_directory = lambda: models_dir + "_temp"
     for name, paths in user_paths.items():  # what extra_model_paths.yaml adds, before custom nodes load
         for path in paths:
             add_model_folder_path(name, path)

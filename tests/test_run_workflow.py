@@ -42,7 +42,6 @@ def test_fresh_machine_runs_the_main_workflow_on_tiny_models_and_says_so(tmp_pat
     assert NOISE_NOTICE in result.stdout
     saved = tmp_path / "out" / "InfinityStyle_00001_.png"
     assert saved.is_file() and Image.open(saved).size == (1024, 1024)
-    assert (tmp_path / "out" / "InfinityStyleStageScheduler_6_00001_.png").is_file()  # the schedule picture
 
 
 def test_models_folder_with_the_real_file_names_is_used(tmp_path, cache, capsys):

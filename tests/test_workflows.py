@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import run_workflow as rw
+from first_view import LAYOUT, workflow_problems
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
@@ -57,7 +58,8 @@ def test_the_runner_describes_core_nodes_as_comfyui_does():
 def test_the_expected_workflows_are_shipped():
     assert {p.name for p in WORKFLOWS} == {
         "infinity_style_basic.json", "infinity_style_multi_style.json", "infinity_style_restyle.json",
-        "infinity_style_text_only.json", "infinity_style_ablation.json", "infinity_text_to_image.json"}
+        "infinity_style_text_only.json", "infinity_style_ablation.json", "infinity_text_to_image.json",
+        "infinity_stage_probe.json"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -76,7 +78,7 @@ def test_workflow_names_the_real_models_and_shipped_images(specs, path):
         values = rw.widget_values(specs["InfinityStyleLoader"], loader["widgets_values"])
         assert {k: values[k] for k in REAL_MODELS} == REAL_MODELS
     for node in nodes_of(workflow, "LoadImage"):
-        image = REPO / "examples" / node["widgets_values"][0]
+        image = REPO / "pictures" / node["widgets_values"][0]
         assert image.is_file() and image.stat().st_size < 100_000
     for sampler in nodes_of(workflow, "InfinityStyleSampler"):
         seed_at = [w.name for w in specs["InfinityStyleSampler"].widgets].index("seed")
@@ -123,6 +125,48 @@ def test_each_workflow_shows_what_its_name_says(specs):
     assert len(nodes_of(ablation, "ImageStitch")) == 3 and len(nodes_of(ablation, "SaveImage")) == 1
 
     assert nodes_of(flows["infinity_text_to_image"], "InfinityStyleTextEncode")
+
+    probe = flows["infinity_stage_probe"]
+    stage_probe = nodes_of(probe, "InfinityStyleStageProbe")[0]
+    prompts = rw.widget_values(specs["InfinityStyleStageProbe"], stage_probe["widgets_values"])
+    assert prompts["base_prompt"] != prompts["alternative_prompt"]
+    shown = {link[2] for link in probe["links"] if link[1] == stage_probe["id"]}
+    assert shown == {0, 1}, "the grid and the plot are shown"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_first_view_shows_every_node_apart_at_the_front_ends_sizes(path):
+    workflow = load(path)
+    assert workflow_problems(workflow) == []
+    assert nodes_of(workflow, "Note"), "every workflow explains itself in a Note"
+
+
+def test_the_first_view_check_sees_what_the_issue_saw():
+    # The workflows as first shipped: the Note at x = -460 with offset 0, and the Loader grown to
+    # 170 px over the Conditioner below it.
+    workflow = {"extra": {"ds": {"scale": 0.75, "offset": [0, 0]}}, "nodes": [
+        {"id": 1, "type": "Note", "pos": [-460, 0], "size": [420, 220]},
+        {"id": 2, "type": "InfinityStyleLoader", "pos": [100, 200], "size": [340, 130]},
+        {"id": 3, "type": "InfinityStyleConditioner", "pos": [100, 380], "size": [400, 330]}]}
+    problems = workflow_problems(workflow)
+    assert any("node 1" in p and "not inside" in p for p in problems)
+    assert "nodes 2 and 3 overlap" in problems
+    workflow["extra"]["ds"]["scale"] = LAYOUT["low_quality_below"] - 0.05
+    assert any("draws no text" in p for p in workflow_problems(workflow))
+
+
+def test_every_workflow_has_a_template_thumbnail():
+    # The template browser shows <stem>.jpg next to <stem>.json (and only .jpg).
+    for path in WORKFLOWS:
+        thumbnail = path.with_suffix(".jpg")
+        assert thumbnail.is_file() and thumbnail.stat().st_size < 120_000, thumbnail.name
+        assert thumbnail.read_bytes()[:3] == b"\xff\xd8\xff", f"{thumbnail.name} is not a JPEG"
+
+
+def test_no_other_folder_shadows_the_workflows_in_the_template_browser():
+    # ComfyUI serves templates from the first of these folders that exists; only workflows/ may.
+    scanned = {"example_workflows", "example", "examples", "workflow", "workflows"}
+    assert {p.name for p in REPO.iterdir() if p.is_dir()} & scanned == {"workflows"}
 
 
 def _mutated(path, change):

@@ -7,25 +7,36 @@ and step 12 the 64x64 one. The paper's key stage {2, 3} is then 4x4 and 6x6, its
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import InfinityError
-from ..schedules import Schedule
+from ..schedules import PIXEL_BUDGETS, Schedule
 
-_STEP_ITEM = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+# Steps and ranges: ASCII digits only (as the front end's parser reads them), spaces around them allowed.
+_STEP_ITEM = re.compile(r"[ \t]*([0-9]+)[ \t]*(?:-[ \t]*([0-9]+)[ \t]*)?")
+# No schedule has more scales than the longest pixel budget; a larger step is refused before a range expands.
+LAST_STEP = max(PIXEL_BUDGETS.values()) - 1
 
 
 def parse_steps(text: str) -> frozenset[int]:
-    """'2,3' -> {2, 3}; '4-7' -> {4, 5, 6, 7}; '' -> the empty set."""
+    """'2,3' -> {2, 3}; '4-7' -> {4, 5, 6, 7}; '' -> the empty set.
+
+    The rules (and their messages) are shared with the front end's parser through
+    tests/data/step_text_cases.json."""
     steps: set[int] = set()
-    for item in filter(str.strip, str(text).split(",")):
-        match = _STEP_ITEM.match(item)
+    for item in str(text).split(","):
+        if not item.strip(" \t"):
+            continue
+        match = _STEP_ITEM.fullmatch(item)
         if not match:
-            raise InfinityError(f"Could not read the step list {text!r}: write step numbers and ranges "
+            raise InfinityError(f"Could not read the step list '{text}': write step numbers and ranges "
                                 "separated by commas, such as '2,3' or '4-7'.")
         first, last = int(match[1]), int(match[2] or match[1])
         if last < first:
-            raise InfinityError(f"In {text!r}, the range {first}-{last} runs backwards; write {last}-{first}.")
+            raise InfinityError(f"In '{text}', the range {first}-{last} runs backwards; write {last}-{first}.")
+        if last > LAST_STEP:
+            raise InfinityError(f"Step {last} in '{text}' is past the last scale: the longest schedule has "
+                                f"{LAST_STEP + 1} scales, steps 0-{LAST_STEP}.")
         steps.update(range(first, last + 1))
     return frozenset(steps)
 
@@ -81,22 +92,35 @@ class Stages:
         steps = (set(self.key_steps) if self.key_sharing else set()) | (set(self.fine_steps) if self.query_sharing else set())
         return max(steps, default=-1)
 
+    @property
+    def reads_key_steps(self) -> bool:
+        """Key steps place Key Stage Attention Sharing and end Feature Initialization."""
+        return self.key_sharing or self.feature_init
+
+    @property
+    def reads_fine_steps(self) -> bool:
+        return self.query_sharing
+
     def validate(self, schedule: Schedule, depth: int) -> None:
+        """Refuses what cannot run on this schedule; the steps of a switched-off stage are never read,
+        so they are not checked."""
         last = len(schedule) - 1
-        for name, steps in (("key", self.key_steps), ("fine", self.fine_steps)):
+        read = [(name, steps) for name, steps, used in (("key", self.key_steps, self.reads_key_steps),
+                                                        ("fine", self.fine_steps, self.reads_fine_steps)) if used]
+        for name, steps in read:
             bad = sorted(s for s in steps if not 0 <= s <= last)
             if bad:
                 raise InfinityError(
                     f"{name.capitalize()} step {format_steps(bad)} is out of range: this schedule has "
                     f"{len(schedule)} scales, steps 0-{last} ({grid_sizes(schedule)}).")
         overlap = self.key_steps & self.fine_steps
-        if overlap:
+        if overlap and len(read) == 2:
             raise InfinityError(f"Step {format_steps(overlap)} is both a key step and a fine step; "
                                 "a step belongs to one stage.")
-        if (self.key_sharing or self.feature_init) and not self.key_steps:
+        if self.reads_key_steps and not self.key_steps:
             raise InfinityError("The key stage is empty: give key steps (such as '2,3'), or turn off "
                                 "Key Stage Attention Sharing and Feature Initialization.")
-        if self.query_sharing and not self.fine_steps:
+        if self.reads_fine_steps and not self.fine_steps:
             raise InfinityError("The fine stage is empty: give fine steps (such as '4-7'), or turn off "
                                 "Adaptive Query Sharing.")
         if self.layers is not None:
@@ -118,3 +142,11 @@ def describe_schedule(schedule: Schedule, stages: Stages) -> list[tuple[int, tup
             return "fine"
         return "init" if si in stages.init_steps else ""
     return [(si, hw, role(si)) for si, hw in enumerate(schedule.scales)]
+
+
+def read_stages(key_text: str, fine_text: str, **settings) -> Stages:
+    """Stages from the step texts, reading only the text of a stage that is on: a switched-off stage's
+    text is kept by the node but never parsed, so it cannot block a run."""
+    stages = Stages(key_steps=frozenset(), fine_steps=frozenset(), **settings)
+    return replace(stages, key_steps=parse_steps(key_text) if stages.reads_key_steps else frozenset(),
+                   fine_steps=parse_steps(fine_text) if stages.reads_fine_steps else frozenset())

@@ -1,6 +1,6 @@
-"""Draws the example pictures the shipped workflows load (PIL only, fixed seeds, no third-party art).
+"""Draws the pictures the shipped workflows load and the README shows (PIL only, fixed seeds, no third-party art).
 
-  python3 examples/make_examples.py   # rewrites the .png files next to this script
+  python3 pictures/make_examples.py   # rewrites the .png files next to this script
 """
 import math
 import random
@@ -55,21 +55,9 @@ def house() -> Image.Image:
     return picture
 
 
-def stage_schedule() -> Image.Image:
-    """The Stage Scheduler's picture of the default stages, as the node draws it (for the README)."""
-    import importlib
-    import sys
-    sys.path.insert(0, str(HERE.parent))
-    from run_workflow import PACK_NAME, load_pack
-    load_pack()
-    picture = importlib.import_module(f"{PACK_NAME}.nodes.schedule_picture")
-    stages = importlib.import_module(f"{PACK_NAME}.infinity_core.style")
-    return picture.draw_schedule(stages.Stages())
-
-
 if __name__ == "__main__":
     for name, draw in (("infinitystyle_style_waves", waves), ("infinitystyle_style_mosaic", mosaic),
-                       ("infinitystyle_content_house", house), ("stage_schedule", stage_schedule)):
+                       ("infinitystyle_content_house", house)):
         path = HERE / f"{name}.png"
         draw().save(path, optimize=True)
         print(f"wrote {path} ({path.stat().st_size // 1024} KB)")

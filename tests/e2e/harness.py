@@ -1,0 +1,208 @@
+"""A real ComfyUI server with this pack and the tiny model set, and the system Chromium driving its
+front end. Used by the browser tests' fixtures (conftest.py); nothing here runs in CI.
+
+The server is started from the checkout INFINITYSTYLE_COMFYUI names, with the Python
+INFINITYSTYLE_COMFYUI_PYTHON names (default: the one running the tests), on 127.0.0.1 and a free
+port, in a scratch base directory: the pack is linked in as custom_nodes/InfinityStyle, the
+pictures the workflows load are copied to its input folder, and the tiny model set is written
+next to it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+PICTURES = REPO / "pictures"
+PACK_FOLDER = "InfinityStyle"   # the pack's folder name in custom_nodes/: the template browser's section
+WINDOW = {"width": 1600, "height": 900}
+CHROMIUM = os.environ.get("INFINITYSTYLE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ComfyServer:
+    """One ComfyUI process; `url` is its address. Stop it with `stop()` (only this process group)."""
+
+    def __init__(self, comfy_dir: Path, base: Path, python: str = sys.executable):
+        self.comfy_dir, self.base, self.python = Path(comfy_dir), Path(base), python
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+        self.tiny_files: dict[str, str] = {}
+
+    # -- setting up the base directory --------------------------------------------------------------
+
+    def prepare(self) -> None:
+        for sub in ("custom_nodes", "input", "output", "user/default"):
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        link = self.base / "custom_nodes" / PACK_FOLDER
+        if not link.exists():
+            link.symlink_to(REPO, target_is_directory=True)
+        # A first start opens the template browser over the canvas; a user who has been here before does not.
+        (self.base / "user" / "default" / "comfy.settings.json").write_text(
+            json.dumps({"Comfy.TutorialCompleted": True}), encoding="utf-8")
+        for picture in PICTURES.glob("*.png"):
+            shutil.copy(picture, self.base / "input" / picture.name)
+        self.tiny_files = self._write_tiny_models(self.base / "models")
+        (self.base / "extra_model_paths.yaml").write_text(
+            f"tiny:\n  base_path: {self.base / 'models'}\n  infinity: infinity\n  vae: vae\n"
+            "  text_encoders: text_encoders\n", encoding="utf-8")
+
+    def _write_tiny_models(self, folder: Path) -> dict[str, str]:
+        """The engine's tiny random set, written by the server's Python (it has torch); returns the
+        Loader's widget values for it."""
+        script = ("import importlib.util, json, sys\n"
+                  f"spec = importlib.util.spec_from_file_location('isty', {str(REPO / '__init__.py')!r}, "
+                  f"submodule_search_locations=[{str(REPO)!r}])\n"
+                  "pack = importlib.util.module_from_spec(spec); sys.modules['isty'] = pack; spec.loader.exec_module(pack)\n"
+                  "from isty.infinity_core import tiny\n"
+                  f"tiny.write_tiny_models({str(folder)!r})\n"
+                  "print(json.dumps({k: name for k, (_, name) in tiny.TINY_FILES.items()}))\n")
+        out = subprocess.run([self.python, "-c", script], check=True, capture_output=True, text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    # -- running ------------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 180) -> None:
+        self.prepare()
+        log = open(self.base / "server.log", "w", encoding="utf-8")
+        self.process = subprocess.Popen(
+            [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+             "--disable-auto-launch", "--base-directory", str(self.base),
+             "--extra-model-paths-config", str(self.base / "extra_model_paths.yaml"),
+             "--database-url", "sqlite:///:memory:"],
+            cwd=self.comfy_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                self.get("/system_stats")
+                return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(1)
+        self.stop()
+        raise RuntimeError(f"ComfyUI did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def log_tail(self, lines: int = 60) -> str:
+        path = self.base / "server.log"
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    # -- the HTTP API -------------------------------------------------------------------------------
+
+    def get(self, path: str):
+        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            body = response.read()
+            return json.loads(body) if response.headers.get_content_type() == "application/json" else body
+
+    def post(self, path: str, data: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(self.url + path, json.dumps(data).encode(),
+                                         {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    def wait_for_history(self, prompt_id: str, timeout: float) -> dict:
+        """The finished prompt's history entry (outputs, status), waiting up to `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            entry = self.get(f"/history/{prompt_id}").get(prompt_id)
+            if entry and entry.get("status", {}).get("completed") is not None and (
+                    entry["status"]["completed"] or entry["status"].get("status_str") == "error"):
+                return entry
+            time.sleep(1)
+        raise TimeoutError(f"prompt {prompt_id} did not finish within {timeout:.0f} s:\n{self.log_tail()}")
+
+
+# --- the browser ------------------------------------------------------------------------------------
+
+def launch_chromium(playwright):
+    """The system Chromium, headless (never a downloaded browser)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+
+
+def open_comfy(browser, url: str):
+    """A 1600x900 page with the ComfyUI front end ready (graph and canvas up, no dialog open).
+    Returns (context, page); the page records console errors in `page.console_errors` and answers
+    of 400 and above in `page.failed_requests`."""
+    context = browser.new_context(viewport=WINDOW)
+    page = context.new_page()
+    page.console_errors, page.failed_requests = [], []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    page.on("response", lambda r: r.status >= 400 and page.failed_requests.append(f"{r.status} {r.url}"))
+    page.goto(url)
+    page.wait_for_function("() => window.app && window.app.canvas && window.app.rootGraph", timeout=60_000)
+    close_dialogs(page)
+    return context, page
+
+
+def close_dialogs(page) -> None:
+    """Close whatever dialogs are open (the start-up template browser eats clicks)."""
+    for _ in range(3):
+        if not page.locator(".p-dialog").count():
+            return
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(300)
+
+
+def load_workflow(page, workflow: dict) -> None:
+    """Load a UI-format workflow as the front end does when a file is dropped on it."""
+    page.evaluate("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
+    page.wait_for_timeout(300)
+
+
+def node_boxes(page) -> list[dict]:
+    """Every node of the loaded graph as the front end sizes it: id, type, title, and its box in
+    graph units [x, y (title top), width, height (title included)] and on the screen."""
+    return page.evaluate("""() => {
+        const canvas = window.app.canvas, rect = canvas.canvas.getBoundingClientRect();
+        const title = window.LiteGraph ? window.LiteGraph.NODE_TITLE_HEIGHT : 30;
+        return window.app.rootGraph.nodes.map(n => {
+            const [x, y] = n.pos, [w, h] = n.size;
+            const [sx, sy] = canvas.ds.convertOffsetToCanvas([x, y - title]);
+            const s = canvas.ds.scale;
+            return {id: n.id, type: n.type, title: n.title, graph: [x, y - title, w, h + title],
+                    screen: [rect.left + sx, rect.top + sy, w * s, (h + title) * s]};
+        });
+    }""")
+
+
+def canvas_box(page) -> list[float]:
+    """The canvas element's visible box on the screen [x, y, width, height]."""
+    return page.evaluate("""() => { const r = window.app.canvas.canvas.getBoundingClientRect();
+                                    return [r.left, r.top, r.width, r.height]; }""")
+
+
+def widget_values(page) -> dict:
+    """node id -> the values of its serialised widgets, in order (as widgets_values would hold them)."""
+    return page.evaluate("""() => Object.fromEntries(window.app.rootGraph.nodes.map(n => [n.id,
+        n.serialize().widgets_values ?? []]))""")

@@ -1,0 +1,143 @@
+"""The shipped workflows in a real ComfyUI front end: they load whole, open from the template
+browser, show all of themselves at first sight, and the Stage Probe runs to the end."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from first_view import LAYOUT, graph_boxes, to_screen, view_problems
+from harness import PACK_FOLDER, WORKFLOWS, load_workflow, node_boxes, widget_values
+
+PROBE = next(p for p in WORKFLOWS if p.stem == "infinity_stage_probe")
+
+
+def read(path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def open_dialogs(page) -> list[str]:
+    return page.locator(".p-dialog").all_inner_texts()
+
+
+def pack_errors(page) -> list[str]:
+    """Console errors and failed requests that involve the pack (the front end's own 404s for
+    optional user files such as user.css are not ours)."""
+    return [e for e in page.console_errors + page.failed_requests if PACK_FOLDER in e or "workflow_templates" in e]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_loads_whole_with_its_widget_values_and_shows_all_of_itself(page, path, screenshots):
+    workflow = read(path)
+    load_workflow(page, workflow)
+    page.wait_for_timeout(1500)  # LoadImage pictures
+    page.screenshot(path=str(screenshots / f"first_view_{path.stem}.png"))
+    assert open_dialogs(page) == [], "no missing-node (or any other) dialog"
+    registered = page.evaluate("() => Object.keys(LiteGraph.registered_node_types)")
+    assert {n["type"] for n in workflow["nodes"]} <= set(registered)
+    values = widget_values(page)
+    for node in workflow["nodes"]:
+        assert values[str(node["id"])] == node["widgets_values"], f"node {node['id']} ({node['type']})"
+
+    measured = {n["id"]: (n["screen"][0], n["screen"][1], n["screen"][0] + n["screen"][2], n["screen"][1] + n["screen"][3])
+                for n in node_boxes(page)}
+    scale = page.evaluate("() => window.app.canvas.ds.scale")
+    assert scale == workflow["extra"]["ds"]["scale"]
+    assert view_problems(measured, scale) == []
+    predicted = {n: to_screen(b, workflow["extra"]["ds"]) for n, b in graph_boxes(workflow).items()}
+    for node, box in measured.items():  # the JSON check in tests/test_workflows.py sees what the browser shows
+        assert box == pytest.approx(predicted[node], abs=1), f"node {node}"
+    assert pack_errors(page) == []
+
+
+def test_the_recorded_minimum_sizes_are_the_front_ends(page):
+    # A workflow whose nodes ask for 10x10: the front end gives each the least size it allows.
+    types = sorted(LAYOUT["min_sizes"])
+    workflow = {"last_node_id": len(types), "last_link_id": 0, "links": [], "groups": [], "config": {},
+                "extra": {"ds": {"scale": 0.5, "offset": [0, 0]}}, "version": 0.4,
+                "nodes": [{"id": i + 1, "type": t, "pos": [(i % 5) * 500, (i // 5) * 600], "size": [10, 10],
+                           "flags": {}, "order": i, "mode": 0, "properties": {},
+                           **({"widgets_values": ["infinitystyle_style_waves.png", "image"]} if t == "LoadImage" else {})}
+                          for i, t in enumerate(types)]}
+    load_workflow(page, workflow)
+    page.wait_for_timeout(2000)  # the LoadImage picture
+    sizes = {n["type"]: [n["graph"][2], n["graph"][3] - LAYOUT["title_height"]] for n in node_boxes(page)}
+    for node_type, (width, height) in LAYOUT["min_sizes"].items():
+        assert sizes[node_type] == pytest.approx([width, height], abs=2), node_type
+
+
+def test_every_workflow_opens_from_the_template_browser(page, comfy, screenshots):
+    listed = comfy.get("/api/workflow_templates")
+    assert sorted(listed[PACK_FOLDER]) == sorted(p.stem for p in WORKFLOWS)
+    for number, path in enumerate(WORKFLOWS):
+        page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+        page.get_by_text(PACK_FOLDER, exact=True).click()
+        card = page.get_by_test_id(f"template-workflow-{path.stem}")
+        card.wait_for(timeout=30_000)
+        thumbnail = card.locator("img").first
+        thumbnail.wait_for(timeout=30_000)
+        page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle(),
+                               timeout=30_000)
+        if number == 0:
+            page.screenshot(path=str(screenshots / "template_browser.png"))
+        card.click()
+        expected = sorted((n["id"], n["type"]) for n in read(path)["nodes"])
+        page.wait_for_function("(n) => window.app.rootGraph.nodes.length === n && !document.querySelector('.p-dialog')",
+                               arg=len(expected), timeout=30_000)
+        loaded = page.evaluate("() => window.app.rootGraph.nodes.map(n => [n.id, n.type])")
+        assert sorted(map(tuple, loaded)) == expected, path.stem
+    assert pack_errors(page) == []
+
+
+def test_a_missing_model_file_is_reported_once_on_its_input(comfy):
+    files = {**comfy.tiny_files, "transformer": "infinity_2b_reg_missing.pth"}
+    prompt = {
+        "1": {"class_type": "InfinityStyleLoader", "inputs": {**files, "precision": "auto"}},
+        "2": {"class_type": "InfinityStyleStageProbe", "inputs": {
+            "model": ["1", 0], "vae": ["1", 1], "text_encoder": ["1", 2], "base_prompt": "a cat",
+            "alternative_prompt": "a dog", "negative": "", "seed": 0, "cfg": 3.0, "tau": 0.5, "top_k": 900,
+            "top_p": 0.97, "aspect": "1:1 square", "custom_size": "1024x1024", "pixel_budget": "0.06M"}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 1]}},
+    }
+    status, answer = comfy.post("/prompt", {"prompt": prompt})
+    assert status == 400
+    errors = answer["node_errors"]["1"]["errors"]
+    assert [e["extra_info"]["input_name"] for e in errors] == ["transformer"]
+    assert "infinity_2b_reg_missing.pth" in errors[0]["details"]
+
+
+def test_the_stage_probe_workflow_runs_to_completion(page, comfy, screenshots):
+    workflow = read(PROBE)
+    load_workflow(page, workflow)
+    events = page.evaluate("""(files) => {
+        const graph = window.app.rootGraph, events = {progress: [], previews: 0, done: null};
+        const set = (node, name, value) => { const w = node.widgets.find(w => w.name === name); w.value = value; w.callback?.(value); };
+        const loader = graph.nodes.find(n => n.type === "InfinityStyleLoader");
+        for (const [name, value] of Object.entries(files)) set(loader, name, value);
+        set(graph.nodes.find(n => n.type === "InfinityStyleStageProbe"), "pixel_budget", "0.06M");
+        const api = window.app.api;
+        api.addEventListener("progress", e => events.progress.push([e.detail.value, e.detail.max]));
+        api.addEventListener("b_preview", () => events.previews++);
+        api.addEventListener("execution_success", e => events.done = "success");
+        api.addEventListener("execution_error", e => events.done = "error: " + e.detail.exception_message);
+        window.__probeEvents = events;
+        return Object.keys(files);
+    }""", comfy.tiny_files)
+    assert set(events) == {"transformer", "vae", "text_encoder"}
+    page.evaluate("() => window.app.queuePrompt(0, 1)")
+    page.wait_for_function("() => window.__probeEvents.done !== null", timeout=600_000)
+    events = page.evaluate("() => window.__probeEvents")
+    assert events["done"] == "success"
+    page.wait_for_function("""() => window.app.rootGraph.nodes.filter(n => ["SaveImage", "PreviewImage"].includes(n.type))
+                                   .every(n => n.imgs?.length && n.imgs.every(i => i.complete && i.naturalWidth))""",
+                           timeout=60_000)  # the grid and the plot are drawn on their nodes
+    page.evaluate("() => window.app.canvas.setDirty(true, true)")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(screenshots / "stage_probe_after_run.png"))
+    runs, scales = 8, 7  # the base run and one per step of the 0.06M schedule
+    sampling = [p for p in events["progress"] if p[1] == runs * scales]
+    assert [value for value, _ in sampling] == list(range(1, runs * scales + 1))
+    assert events["previews"] >= runs * scales
+    shown = page.evaluate("""() => window.app.rootGraph.nodes.filter(n => ["SaveImage", "PreviewImage"].includes(n.type))
+                                    .map(n => [n.type, (window.app.nodeOutputs[n.id]?.images ?? []).length])""")
+    assert sorted(map(tuple, shown)) == [("PreviewImage", 1), ("SaveImage", 1)]
