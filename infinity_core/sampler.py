@@ -87,8 +87,10 @@ ChooseBits = Callable[[int, torch.Tensor], torch.Tensor]
 def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, settings: SamplingSettings,
                choose_bits: ChooseBits, negative: Optional[TextBatch] = None,
                keep_rows: Optional[Callable[[int], Optional[list[int]]]] = None,
-               on_scale: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
-    """Run every scale of `schedule` for the rows of `text`; return their summed codes [B, d, 1, H, W].
+               on_scale: Optional[Callable[[int, torch.Tensor], None]] = None,
+               last_step: Optional[int] = None) -> torch.Tensor:
+    """Run every scale of `schedule` (or steps 0..last_step) for the rows of `text`; return their summed
+    codes [B, d, 1, H, W].
 
     choose_bits(si, logits [B, h*w, 2d]) gives the bits [B, h, w, d] each row takes at step si.
     keep_rows(si), after step si, may name the rows still needed; the others leave the batch
@@ -103,15 +105,15 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
     x = model.start_tokens(cond)
     final = (1, *schedule.final_grid)
     summed = torch.zeros(rows, model.config.codebook_dim, *final, device=device)
-    last = len(schedule) - 1
-    for si, (h, w) in enumerate(schedule.scales):
+    last = len(schedule) - 1 if last_step is None else last_step
+    for si, (h, w) in enumerate(schedule.scales[:last + 1]):
         logits = model.logits(model.forward_scale(x, si, cond, schedule, cache), cond)
         logits = logits.mul(1 / settings.tau_at(si))
         cfg = settings.cfg_at(si)
         if guided:
             logits = cfg * logits[:rows] + (1 - cfg) * logits[rows:]
         codes = bits_to_codes(choose_bits(si, logits).view(rows, 1, h, w, -1))
-        if si == last:
+        if si == len(schedule) - 1:
             summed = summed + codes
         else:
             summed = summed + resize(codes, final)
