@@ -16,7 +16,8 @@ from infinity_core.style.regions import Match, match_regions
 from test_style import AttentionLog
 from tiny import random_image, random_text, tiny_models
 
-SCHEDULE = schedules.schedule(1.0, "0.25M")  # 10 scales; key steps 2, 3 are 4x4 and 6x6
+SCHEDULE = schedules.schedule(1.0, "0.06M")  # 7 scales up to 16x16; key steps 2, 3 are 4x4 and 6x6
+FINE = frozenset({4, 5, 6})
 SETTINGS = SamplingSettings(cfg=3.0, tau=0.5)
 ARI_BOUND = 0.9
 STYLES = tuple(StyleReference(random_image(96, 96, seed)) for seed in (20, 21, 22))
@@ -32,7 +33,7 @@ def cond():
     return StyleConditioning(random_text(3, 1), random_text(4, 2), random_text(6, 3), None, {})
 
 
-def run(models, cond, stages=Stages(), styles=STYLES, seeds=(7,), **kw):
+def run(models, cond, stages=Stages(fine_steps=FINE), styles=STYLES, seeds=(7,), **kw):
     model, vae = models
     return stylize(model, vae, cond, list(styles), stages, SCHEDULE, list(seeds), SETTINGS, **kw)
 
@@ -130,7 +131,7 @@ def test_one_style_and_one_region_is_todays_single_style_run(models, cond):
 
 
 def test_soft_mode_at_strength_zero_is_the_global_mix(models, cond):
-    stages = Stages(feature_init=False)  # Feature Initialization follows the regions at any strength
+    stages = Stages(feature_init=False, fine_steps=FINE)  # Feature Initialization follows the regions at any strength
     weighted = (STYLES[0], StyleReference(STYLES[1].image, weight=2.0), STYLES[2])
     global_mix = run(models, cond, stages, styles=weighted)
     assert torch.equal(run(models, cond, stages, styles=weighted, regions=Regions(strength=0.0)), global_mix)
@@ -169,7 +170,7 @@ def attention_weights(q, k, mask):
 def test_hard_mode_keeps_each_token_off_styles_outside_its_match(models, cond, monkeypatch, alternating):
     plans = []
     log = AttentionLog(monkeypatch)
-    run(models, cond, Stages(feature_init=False, query_sharing=False), regions=Regions(count=4, hard=True),
+    run(models, cond, Stages(feature_init=False, query_sharing=False, fine_steps=FINE), regions=Regions(count=4, hard=True),
         on_regions=plans.append)
     plan = plans[0]
     assert {m.style for m in plan.matches} == {0, 1, 2}
@@ -192,7 +193,7 @@ def test_hard_mode_keeps_each_token_off_styles_outside_its_match(models, cond, m
 def test_soft_mode_pulls_towards_the_matched_region(models, cond, monkeypatch, alternating):
     plans = []
     log = AttentionLog(monkeypatch)
-    run(models, cond, Stages(feature_init=False, query_sharing=False), regions=Regions(count=3, strength=2.0),
+    run(models, cond, Stages(feature_init=False, query_sharing=False, fine_steps=FINE), regions=Regions(count=3, strength=2.0),
         on_regions=plans.append)
     plan = plans[0]
     (q, k, v), edits = first_edited(log, 16)
@@ -211,7 +212,7 @@ def test_a_style_mask_overrides_the_matching_inside_it(models, cond, monkeypatch
     styles = (STYLES[0], STYLES[1], StyleReference(STYLES[2].image, mask=mask))
     plans, seen = [], {}
     log = AttentionLog(monkeypatch)
-    run(models, cond, Stages(query_sharing=False), styles=styles, regions=Regions(count=4),
+    run(models, cond, Stages(query_sharing=False, fine_steps=FINE), styles=styles, regions=Regions(count=4),
         on_regions=plans.append, callback=lambda e: seen.setdefault(e.step, e.summed_codes.clone()))
     plan = plans[0]
     assert {m.style for m in plan.matches} == {0, 1} and plan.styles[2] is None  # the masked style is not matched
@@ -238,7 +239,7 @@ def _step1_bits(seen) -> torch.Tensor:
 def test_feature_initialization_takes_the_matched_styles_bits_per_region(models, cond, alternating):
     content = torch.cat([STYLES[0].image[:, :48], STYLES[1].image[:, 48:]], dim=1)
     plans, seen = [], {}
-    run(models, cond, Stages(key_sharing=False, query_sharing=False), styles=STYLES[:2], content_image=content,
+    run(models, cond, Stages(key_sharing=False, query_sharing=False, fine_steps=FINE), styles=STYLES[:2], content_image=content,
         regions=Regions(count=2), on_regions=plans.append,
         callback=lambda e: seen.setdefault(e.step, e.summed_codes.clone()))
     plan = plans[0]
@@ -283,10 +284,9 @@ def test_the_model_is_plain_again_after_a_failure_in_a_regions_run(models, cond,
 
 
 def test_style_features_are_read_once_across_seeds(models, cond):
-    images = [random_image(70, 70, 30), random_image(70, 70, 31)]
-    styles = [StyleReference(image) for image in images]
+    other = StyleConditioning(random_text(5, 9), cond.style, cond.generation, None, {})  # features are per prompt
     passes = regions_module.FEATURE_CACHE.passes
-    run(models, cond, styles=styles, seeds=(1, 2), regions=Regions())
+    run(models, other, styles=STYLES[:2], seeds=(1, 2), regions=Regions())
     assert regions_module.FEATURE_CACHE.passes == passes + 1
 
 
