@@ -4,11 +4,13 @@ from .comfy_bridge import register_model_folders
 from .conditioning import Conditioner, TextEncode
 from .decode import Decode
 from .loaders import Loader
+from .regions import StyleRegions
 from .sampling import Sampler
 from .stages import StageScheduler
 from .style_inputs import ContentImageEncoder, StyleImageEncoder
 
-NODES = [Loader, Conditioner, TextEncode, StyleImageEncoder, ContentImageEncoder, StageScheduler, Sampler, Decode]
+NODES = [Loader, Conditioner, TextEncode, StyleImageEncoder, ContentImageEncoder, StageScheduler, StyleRegions, Sampler,
+         Decode]
 
 
 class InfinityStyleExtension(ComfyExtension):

@@ -127,7 +127,7 @@ def test_one_style_and_one_region_is_todays_single_style_run(models, cond):
     today = run(models, cond, styles=STYLES[:1])
     regional = run(models, cond, styles=STYLES[:1], regions=Regions(count=1), on_regions=plans.append)
     assert torch.equal(regional, today)
-    assert plans[0].content_bits is not None  # the content path was run ahead and replayed
+    assert plans[0].plan.content_bits is not None  # the content path was run ahead and replayed
 
 
 def test_soft_mode_at_strength_zero_is_the_global_mix(models, cond):
@@ -172,7 +172,7 @@ def test_hard_mode_keeps_each_token_off_styles_outside_its_match(models, cond, m
     log = AttentionLog(monkeypatch)
     run(models, cond, Stages(feature_init=False, query_sharing=False, fine_steps=FINE), regions=Regions(count=4, hard=True),
         on_regions=plans.append)
-    plan = plans[0]
+    plan = plans[0].plan
     assert {m.style for m in plan.matches} == {0, 1, 2}
     for step in (2, 3):
         grid = SCHEDULE.scales[step]
@@ -195,7 +195,7 @@ def test_soft_mode_pulls_towards_the_matched_region(models, cond, monkeypatch, a
     log = AttentionLog(monkeypatch)
     run(models, cond, Stages(feature_init=False, query_sharing=False, fine_steps=FINE), regions=Regions(count=3, strength=2.0),
         on_regions=plans.append)
-    plan = plans[0]
+    plan = plans[0].plan
     (q, k, v), edits = first_edited(log, 16)
     mask = edits[0][3]
     keys = k.shape[2]
@@ -214,7 +214,7 @@ def test_a_style_mask_overrides_the_matching_inside_it(models, cond, monkeypatch
     log = AttentionLog(monkeypatch)
     run(models, cond, Stages(query_sharing=False, fine_steps=FINE), styles=styles, regions=Regions(count=4),
         on_regions=plans.append, callback=lambda e: seen.setdefault(e.step, e.summed_codes.clone()))
-    plan = plans[0]
+    plan = plans[0].plan
     assert {m.style for m in plan.matches} == {0, 1} and plan.styles[2] is None  # the masked style is not matched
     (q, k, v), edits = first_edited(log, 16)
     bias, keys = edits[0][3], k.shape[2]
@@ -242,7 +242,7 @@ def test_feature_initialization_takes_the_matched_styles_bits_per_region(models,
     run(models, cond, Stages(key_sharing=False, query_sharing=False, fine_steps=FINE), styles=STYLES[:2], content_image=content,
         regions=Regions(count=2), on_regions=plans.append,
         callback=lambda e: seen.setdefault(e.step, e.summed_codes.clone()))
-    plan = plans[0]
+    plan = plans[0].plan
     final = (1, *SCHEDULE.final_grid)
     expected = 0
     used = set()

@@ -24,7 +24,7 @@ from .control import RowLayout, StyleAttention
 from .mechanisms import feature_initialization
 from .prompts import StyleConditioning
 from .references import BITS_CACHE, StyleReference, fit_mask, mask_on_grid
-from .regions import RegionalShares, RegionPlan, Regions, plan_regions
+from .regions import Regions, StyleRegions, plan_regions
 from .stages import Stages
 
 
@@ -63,14 +63,12 @@ class _StyleRun:
         # draws exactly what a plain run of the generation prompt draws
         generators = make_generators([seed] * (n + 2), model.device)
         content_bits = None if content_image is None else BITS_CACHE.bits(vae, content_image, schedule)
-        self.plan: Optional[RegionPlan] = None
-        self.regional: Optional[RegionalShares] = None
+        self.regional: Optional[StyleRegions] = None
         if regions is not None and self.styles:
-            self.plan = plan_regions(model, vae, cond, self.styles, stages, schedule, seed, settings, content_image,
-                                     regions)
-            self.regional = RegionalShares(self.plan, self.styles, regions, schedule)
+            plan = plan_regions(model, vae, cond, self.styles, stages, schedule, seed, settings, content_image, regions)
+            self.regional = StyleRegions(plan, self.styles, regions, schedule)
             if content_bits is None:
-                content_bits = self.plan.content_bits
+                content_bits = plan.content_bits
         self.rows = ([_Row("content", content_bits, generators[0])]
                      + [_Row("style", None if ref.image is None else BITS_CACHE.bits(vae, ref.image, schedule),
                              generators[1 + i], style=i) for i, (ref, _) in enumerate(self.styles)]
@@ -144,19 +142,19 @@ def stylize(model, vae, cond: StyleConditioning, styles: Sequence[StyleReference
             schedule: Schedule, seeds: Sequence[int], settings: SamplingSettings = SamplingSettings(),
             content_image: Optional[torch.Tensor] = None,
             callback: Optional[Callable[[ScaleEvent], None]] = None, regions: Optional[Regions] = None,
-            on_regions: Optional[Callable[[RegionPlan], None]] = None) -> torch.Tensor:
+            on_regions: Optional[Callable[[StyleRegions], None]] = None) -> torch.Tensor:
     """Summed codes [B, d, 1, H, W] of one stylized image per seed.
 
     With `regions`, each content region is stylized by the style region it matches (see
-    regions.py); on_regions(plan) then receives each image's regions and matching before it runs."""
+    regions.py); on_regions receives each image's regions, matching and shares before it runs."""
     stages.validate(schedule, model.config.depth)
     if regions is not None:
         regions.validate(schedule, model.config.depth)
     images = []
     for seed in seeds:
         run = _StyleRun(model, vae, cond, styles, stages, schedule, seed, settings, content_image, regions)
-        if on_regions is not None and run.plan is not None:
-            on_regions(run.plan)
+        if on_regions is not None and run.regional is not None:
+            on_regions(run.regional)
 
         def on_scale(si, summed, run=run):
             if callback is not None:

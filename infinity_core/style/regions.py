@@ -269,8 +269,9 @@ def plan_regions(model, vae, cond, styles, stages: Stages, schedule: Schedule, s
     return RegionPlan(content_features.segment(regions.count), segs, matches, content_bits)
 
 
-class RegionalShares:
-    """The shares and key-stage biases of a regions run, per grid, from its plan."""
+class StyleRegions:
+    """A regions run's plan with its styles (the run's active (StyleReference, fitted mask) pairs):
+    the styles' shares and key-stage biases per grid, and what the region map draws."""
 
     def __init__(self, plan: RegionPlan, styles, regions: Regions, schedule: Schedule):
         self.plan, self.styles, self.regions, self.schedule = plan, styles, regions, schedule
