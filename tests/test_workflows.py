@@ -57,7 +57,8 @@ def test_the_runner_describes_core_nodes_as_comfyui_does():
 def test_the_expected_workflows_are_shipped():
     assert {p.name for p in WORKFLOWS} == {
         "infinity_style_basic.json", "infinity_style_multi_style.json", "infinity_style_restyle.json",
-        "infinity_style_text_only.json", "infinity_style_ablation.json", "infinity_text_to_image.json"}
+        "infinity_style_text_only.json", "infinity_style_ablation.json", "infinity_text_to_image.json",
+        "infinity_style_regions.json"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -123,6 +124,16 @@ def test_each_workflow_shows_what_its_name_says(specs):
     assert len(nodes_of(ablation, "ImageStitch")) == 3 and len(nodes_of(ablation, "SaveImage")) == 1
 
     assert nodes_of(flows["infinity_text_to_image"], "InfinityStyleTextEncode")
+
+    regions = flows["infinity_style_regions"]
+    encoders = nodes_of(regions, "InfinityStyleStyleImageEncoder")
+    assert len(encoders) == 3 and all(_links_into(regions, e, "mask") is None for e in encoders)
+    sampler = nodes_of(regions, "InfinityStyleSampler")[0]
+    assert _links_into(regions, sampler, "regions") and _links_into(regions, sampler, "content")
+    settings = rw.widget_values(specs["InfinityStyleRegions"], nodes_of(regions, "InfinityStyleRegions")[0]["widgets_values"])
+    assert settings["mode"] == "semantic regions"
+    preview = nodes_of(regions, "PreviewImage")[0]
+    assert [link[1:3] for link in regions["links"] if link[0] == _links_into(regions, preview, "images")] == [[sampler["id"], 1]]
 
 
 def _mutated(path, change):
