@@ -18,6 +18,7 @@ import torch
 from . import schedules
 from .errors import InfinityError
 from .images import decode_images, load_image, to_pil
+from .regions_cli import add_region_options, region_options
 from .sampler import SamplingSettings, generate
 from .style import Stages, StyleReference, encode_prompts, parse_steps, stylize
 from .text import load_text_encoder
@@ -94,6 +95,7 @@ def main(argv=None) -> int:
     for flag, what in (("init", "Feature Initialization"), ("key", "Key Stage Attention Sharing"),
                        ("aqs", "Adaptive Query Sharing")):
         styled.add_argument(f"--no-{flag}", action="store_true", help=f"turn {what} off")
+    add_region_options(styled)
     args = parser.parse_args(argv)
     try:
         model, vae, t5 = _models(args)
@@ -114,7 +116,7 @@ def main(argv=None) -> int:
             cond = encode_prompts(t5, args.content, args.style, args.template, args.negative)
             content = load_image(args.content_image) if args.content_image else None
             codes = stylize(model, vae, cond, styles or [StyleReference(None)], stages, schedule, seeds, settings,
-                            content_image=content)
+                            content_image=content, **region_options(args))
         _save(decode_images(vae, codes), args.out)
     except InfinityError as exc:
         print(f"error: {exc}", file=sys.stderr)
