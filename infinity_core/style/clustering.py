@@ -6,6 +6,7 @@ the same features always give the same regions.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -92,7 +93,24 @@ def _raster_order(labels: torch.Tensor) -> torch.Tensor:
     return lookup[labels]
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Clustering is many small ops on a few hundred tokens: extra threads only add overhead (10x
+    slower with 2 threads on a busy 2-core machine), so it runs on one and gives the rest back."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def segment(features: torch.Tensor, count: int | None = None, max_regions: int = MAX_REGIONS) -> Segmentation:
+    with _one_thread():
+        return _segment(features, count, max_regions)
+
+
+def _segment(features: torch.Tensor, count: int | None, max_regions: int) -> Segmentation:
     """Regions of an image from its features [h, w, C].
 
     count None: every k from 2 to max_regions is tried and the one with the highest mean
