@@ -98,7 +98,7 @@ class RegionPlan:
 
 
 class FeatureProbe:
-    """An attention control that changes nothing and keeps, for the rows asked, the mean over the
+    """An attention control that changes nothing and keeps, for every row, the mean over the
     chosen blocks of each current token's self-attention values (unit length per block)."""
 
     def __init__(self, step: int, layers: tuple[int, int]):
