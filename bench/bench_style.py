@@ -25,6 +25,15 @@ resolution, as the later scales (where only the generation rows run) dominate. A
 far above its floor is overhead worth finding; --profile (or a missed target) prints where the
 time of a stylized run goes.
 
+Semantic style regions (issue 8), at 1024px, interleaved the same way:
+  global3   stylize() with three style images mixed globally (their bits cached)
+  regions3  the same with Regions() (auto regions, soft): the content path runs ahead to the last
+            fine step, the regions are found and matched, then the stylized run; the style images'
+            features cached (as when styles are reused across seeds or prompts)
+  cold3     regions3 with the style features emptied first (each style image read by the model)
+printed as `regions/global (3 styles) @1024: <ratio>` (target at most 1.10), with cold3's ratio.
+--regions-only runs just this part.
+
 Targets: stylized/plain at most 1.5 at 512px and 1.25 at 1024px. The last line printed is
 `stylized/plain: <ratio>` at 1024px.
 """
@@ -49,7 +58,8 @@ import torch  # noqa: E402
 from infinity_core.config import TransformerConfig  # noqa: E402
 from infinity_core.sampler import SamplingSettings, generate  # noqa: E402
 from infinity_core.schedules import schedule  # noqa: E402
-from infinity_core.style import BITS_CACHE, Stages, StyleConditioning, StyleReference, stylize  # noqa: E402
+from infinity_core.style import BITS_CACHE, Regions, Stages, StyleConditioning, StyleReference, stylize  # noqa: E402
+from infinity_core.style.regions import FEATURE_CACHE  # noqa: E402
 from infinity_core.transformer import build_random_transformer  # noqa: E402
 from infinity_core.vae import VAEConfig, build_random_vae  # noqa: E402
 
@@ -60,7 +70,9 @@ VAE_MEDIUM = VAEConfig(64, (1, 2, 2, 4, 4), 1, 32)
 VAE_QUICK = VAEConfig(32, (1, 1, 2, 2, 4), 1, 32)
 SETTINGS = SamplingSettings(cfg=3.0, tau=0.5)
 TARGETS = {"0.25M": 1.5, "1M": 1.25}
+REGIONS_TARGET = 1.10
 KINDS = ("plain", "stylized", "uncached")
+REGION_KINDS = ("global3", "regions3", "cold3")
 TEXT_TOKENS = {"content": 6, "style": 8, "generation": 14}  # T5 tokens with </s>, typical short prompts
 
 
@@ -95,6 +107,9 @@ class Bench:
         gen = torch.Generator().manual_seed(args.seed + 10)
         # a landscape photo-sized style image: fitted (resized, centre-cropped) to each output size
         self.style = StyleReference(torch.rand(768, 1024, 3, generator=gen))
+        # three styles of different sizes for the regions line: fitted to the output like the first
+        self.styles3 = [self.style, StyleReference(torch.rand(1024, 1024, 3, generator=gen)),
+                        StyleReference(torch.rand(900, 600, 3, generator=gen))]
         self.stages = Stages()
 
     def _timed(self, fn):
@@ -122,6 +137,26 @@ class Bench:
         if ran != (0 if cached else 1):
             raise RuntimeError(f"a {'cached' if cached else 'uncached'} run encoded the style {ran} times")
         return run
+
+    def three_styles(self, sched, kind: str):
+        if kind == "cold3":
+            FEATURE_CACHE._entries.clear()
+        regions = None if kind == "global3" else Regions()
+        return self._timed(lambda cb: stylize(
+            self.model, self.vae, self.cond, self.styles3, self.stages, sched, [self.args.seed], SETTINGS, callback=cb,
+            regions=regions))
+
+    def measure_regions(self, repeats: int) -> dict:
+        sched = schedule(1.0, "1M")
+        self.three_styles(sched, "regions3")  # bits and style features cached, as the "cached" kinds expect
+        runs, disturbed = repeat_until_quiet(list(REGION_KINDS), lambda kind: self.three_styles(sched, kind),
+                                             repeats, repeats + self.args.max_extra)
+        best = {}
+        for kind, rs in runs.items():
+            steps = [min(r["steps"][si] for r in rs) for si in range(len(sched))]
+            best[kind] = dict(time=sum(steps), wall=min(r["wall"] for r in rs), runs=len(rs), disturbed=disturbed[kind],
+                              first_step=steps[0])
+        return best
 
     def measure(self, pn: str, repeats: int) -> dict:
         sched = schedule(1.0, pn)
@@ -204,11 +239,18 @@ def main(argv=None) -> None:
                         help="extra rounds allowed to replace runs during which other processes "
                              f"took over {BUSY_LIMIT * 100:.0f}%% of the CPUs")
     parser.add_argument("--steps", action="store_true", help="print the per-step table at 512px too")
+    parser.add_argument("--regions-only", action="store_true",
+                        help="only the semantic-regions line (three styles, regions vs global, 1024px)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     threads = setup_threads(args.threads)
 
     bench = Bench(args)
+    if args.regions_only:
+        print(f"torch {torch.__version__}, {threads} threads{' (quick)' if args.quick else ''}; transformer "
+              f"{cfg_name(bench.cfg)}; three styles at 1024px, {repeats} runs per kind, interleaved")
+        regions_line(bench.measure_regions(repeats))
+        return
     print(f"torch {torch.__version__}, {threads} threads{' (quick)' if args.quick else ''}; transformer "
           f"{cfg_name(bench.cfg)}, VAE {bench.vae_cfg.base_ch}x{bench.vae_cfg.ch_mult}x{bench.vae_cfg.num_res_blocks}; "
           f"cfg 3, default Stages(), one 1024x768 style image; {repeats} runs per kind (+1 at 512px), interleaved")
@@ -239,6 +281,7 @@ def main(argv=None) -> None:
             print(f"\nmissed target at {', '.join(missed)}: profiling")
         bench.profile("1M")
 
+    regions = bench.measure_regions(repeats)
     hi = results["1M"]
     sched, stages = hi["sched"], bench.stages
     counts = sched.token_counts
@@ -254,8 +297,22 @@ def main(argv=None) -> None:
     for pn in ("0.25M", "1M"):
         r = results[pn]
         print(f"cached/uncached style{' @512' if pn == '0.25M' else ''}: {r['stylized']['time'] / r['uncached']['time']:.2f}")
+    regions_line(regions)
     print(f"stylized/plain @512: {ratio['0.25M']:.2f}")
     print(f"stylized/plain: {ratio['1M']:.2f}")
+
+
+def regions_line(res: dict) -> None:
+    t = {k: res[k]["time"] for k in REGION_KINDS}
+    w = {k: res[k]["wall"] for k in REGION_KINDS}
+    print("three styles @1024, s (sum of per-step minima | fastest whole run; step 0 holds the region finding): "
+          + "; ".join(f"{k} {t[k]:.2f} | {w[k]:.2f} (step 0 {res[k]['first_step']:.2f}; {res[k]['runs']} runs, "
+                      f"{res[k]['disturbed']} disturbed)" for k in REGION_KINDS))
+    ratio = t["regions3"] / t["global3"]
+    print(f"cold style features: regions/global (3 styles) @1024 {t['cold3'] / t['global3']:.2f} "
+          f"(whole runs {w['cold3'] / w['global3']:.2f})")
+    print(f"regions/global (3 styles) @1024: {ratio:.2f} (whole runs {w['regions3'] / w['global3']:.2f}; "
+          f"target {REGIONS_TARGET:.2f}{'' if ratio <= REGIONS_TARGET else ', MISSED'})")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from PIL import Image
 from . import schedules
 from .errors import InfinityError
 from .images import decode_images, load_image, to_pil
+from .regions_cli import add_region_options, region_options
 from .sampler import LIMITS, SEED_RANGE, SamplingSettings, check_number, generate, seeds_for
 from .style import StyleReference, encode_prompts, generation_prompt, read_stages, stylize
 from .text import check_text_width, load_text_encoder
@@ -133,6 +134,7 @@ def _stylize_options(parser: argparse.ArgumentParser) -> None:
     for flag, what in (("init", "Feature Initialization"), ("key", "Key Stage Attention Sharing"),
                        ("aqs", "Adaptive Query Sharing")):
         parser.add_argument(f"--no-{flag}", action="store_true", help=f"turn {what} off")
+    add_region_options(parser)
 
 
 @dataclass
@@ -162,10 +164,11 @@ def _run_stylize(args) -> int:
     stages.validate(job.schedule, depth=1)  # the command line sets no layer range: the depth is not read
     styles = [StyleReference(load_image(path), weight) for path, weight in args.style_image]
     content = load_image(args.content_image) if args.content_image else None
+    regions = region_options(args)
     model, vae, t5 = _models(job.paths)
     cond = encode_prompts(t5, args.content, args.style, args.template, args.negative)
     codes = stylize(model, vae, cond, styles or [StyleReference(None)], stages, job.schedule, job.seeds,
-                    _settings(job, model), content_image=content)
+                    _settings(job, model), content_image=content, **regions)
     _save(decode_images(vae, codes), args.out)
     return 0
 

@@ -159,9 +159,9 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
                choose_bits: ChooseBits, negative: Optional[TextBatch] = None,
                keep_rows: Optional[Callable[[int], Optional[list[int]]]] = None,
                on_scale: Optional[Callable[[int, torch.Tensor], None]] = None,
-               text_at: Optional[TextAt] = None) -> torch.Tensor:
-    """Run every scale of `schedule` for the rows of `text`; return their summed codes [B, d, 1, H, W]
-    on the VAE's latent grid (see patchify.py).
+               text_at: Optional[TextAt] = None, last_step: Optional[int] = None) -> torch.Tensor:
+    """Run every scale of `schedule` (or steps 0..last_step) for the rows of `text`; return their summed
+    codes [B, d, 1, H, W] on the VAE's latent grid (see patchify.py).
 
     choose_bits(si, logits [B, h*w, 2D]) gives the token bits [B, h, w, D] each row takes at step si.
     keep_rows(si), after step si, may name the rows still needed; the others leave the batch
@@ -177,8 +177,8 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
     patchify = model.config.patchify
     final = (1, *patchify.latent_grid(schedule.final_grid))
     summed = torch.zeros(rows, model.config.vae_codebook_dim, *final, device=device)
-    last = len(schedule) - 1
-    for si, (h, w) in enumerate(schedule.scales):
+    last = len(schedule) - 1 if last_step is None else last_step
+    for si, (h, w) in enumerate(schedule.scales[:last + 1]):
         cond = conditions.at(si)
         logits = model.logits(model.forward_scale(x, si, cond, schedule, cache), cond)
         logits = logits.mul(1 / settings.tau_at(si))
@@ -186,7 +186,7 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
         if guided:
             logits = cfg * logits[:rows] + (1 - cfg) * logits[rows:]
         codes = bits_to_codes(patchify.unpack_bits(choose_bits(si, logits).view(rows, 1, h, w, -1)))
-        if si == last:
+        if si == len(schedule) - 1:
             summed = summed + codes
         else:
             summed = summed + resize(codes, final)

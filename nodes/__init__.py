@@ -5,12 +5,13 @@ from .conditioning import Conditioner, TextEncode
 from .decode import Decode
 from .loaders import Loader
 from .probe import StageProbe
+from .regions import StyleRegions
 from .sampling import Sampler
 from .stages import StageScheduler
 from .style_inputs import ContentImageEncoder, StyleImageEncoder
 
-NODES = [Loader, Conditioner, TextEncode, StyleImageEncoder, ContentImageEncoder, StageScheduler, Sampler, Decode,
-         StageProbe]
+NODES = [Loader, Conditioner, TextEncode, StyleImageEncoder, ContentImageEncoder, StageScheduler, StyleRegions, Sampler,
+         Decode, StageProbe]
 
 
 class InfinityStyleExtension(ComfyExtension):

@@ -15,6 +15,7 @@ ConditioningIO = io.Custom("INFINITY_CONDITIONING")  # StyleConditioning or cond
 StyleIO = io.Custom("INFINITY_STYLE")              # tuple of StyleReference
 ContentIO = io.Custom("INFINITY_CONTENT")          # one content IMAGE [H, W, C]
 StagesIO = io.Custom("INFINITY_STAGES")            # infinity_core.style.Stages
+RegionsIO = io.Custom("INFINITY_REGIONS")          # infinity_core.style.Regions, or None for the global mix
 CodesIO = io.Custom("INFINITY_CODES")              # sampling.Codes
 
 

@@ -15,9 +15,11 @@ from ..infinity_core.schedules import H_DIV_W_TEMPLATES, PIXEL_BUDGETS, Schedule
 from ..infinity_core.style import Stages, StyleReference, stylize
 from . import comfy_bridge as bridge
 from ._api import io
-from .common import CATEGORY, CodesIO, ConditioningIO, ContentIO, ModelIO, StagesIO, StyleIO, VaeIO, user_errors
+from .common import (CATEGORY, CodesIO, ConditioningIO, ContentIO, ModelIO, RegionsIO, StagesIO, StyleIO, VaeIO,
+                     user_errors)
 from .conditioning import PlainConditioning
 from .decode import preview_picture
+from .regions import region_maps
 from .stages import for_model
 
 def _aspect_label(h_div_w: float) -> str:
@@ -151,30 +153,38 @@ class Sampler(io.ComfyNode):
                                                               "paper's defaults (key 2,3, fine 4-7, all on)."),
                 ContentIO.Input("content", optional=True,
                                 tooltip="From Infinity Content Image Encoder, to restyle a picture."),
+                RegionsIO.Input("regions", optional=True,
+                                tooltip="From Infinity Style Regions: each region of the content painted by the "
+                                        "style it resembles. Not connected: the styles mix over the whole image."),
                 *sampling_inputs("Random seed. Image i of a batch uses seed + i, so any image can be remade alone.",
                                  with_content=True),
                 io.Int.Input("batch_size", default=1, min=LIMITS["batch_size"][0], max=LIMITS["batch_size"][1],
                              tooltip="Images per run, with seeds seed, seed+1, ..."),
             ],
             outputs=[CodesIO.Output(display_name="codes", tooltip="The sampled images before decoding: connect "
-                                                                  "Infinity Decode.")],
+                                                                  "Infinity Decode."),
+                     io.Image.Output(display_name="region_map",
+                                     tooltip="With Infinity Style Regions: the content's regions coloured by the "
+                                             "style that paints them, next to the style images.")],
         )
 
     @classmethod
     @user_errors
     def execute(cls, model, vae, conditioning, seed, cfg, tau, top_k, top_p, aspect, custom_size, pixel_budget,
-                batch_size, styles=None, stages=None, content=None):
+                batch_size, styles=None, stages=None, content=None, regions=None):
         plan = make_schedule(aspect, custom_size, pixel_budget, content)
         settings = SamplingSettings(cfg=cfg, tau=tau, top_k=top_k, top_p=top_p)
         seeds = seeds_for(seed, batch_size)
         net, guided = model.obj, settings.guided(len(plan))
         vae.obj.check_goes_with(net.config.codebook_dim)
         on_scale = _reporter(vae.obj, plan, batch_size)
+        found = []  # each image's style regions, in semantic regions mode
 
         if isinstance(conditioning, PlainConditioning):
-            if styles or stages or content is not None:
+            if styles or stages or content is not None or regions is not None:
                 raise InfinityError("A plain prompt (Infinity Text Encode) has no style path: use Infinity "
-                                    "Three-Prompt Conditioner with style images, stages or a content image.")
+                                    "Three-Prompt Conditioner with style images, stages, regions or a content "
+                                    "image.")
             bridge.load(model, vae, memory_required=_cache_bytes(net, plan, 1 + guided))  # one image per pass
             text = conditioning.text.select([0] * batch_size)
             summed = generate(net, text, plan, seeds, settings, negative=conditioning.negative,
@@ -183,6 +193,7 @@ class Sampler(io.ComfyNode):
             styles = list(styles or [StyleReference()])  # none connected: a text-only style
             stages = for_model(stages or Stages(), net.config.depth)
             bridge.load(model, vae, memory_required=_cache_bytes(net, plan, _stylized_rows(stages, plan, len(styles), guided)))
-            summed = stylize(net, vae.obj, conditioning, styles, stages,
-                             plan, seeds, settings, content_image=content, callback=on_scale)
-        return io.NodeOutput(Codes(summed.to(bridge.intermediate_device()), plan), ui=on_scale.ui())
+            summed = stylize(net, vae.obj, conditioning, styles, stages, plan, seeds, settings, content_image=content,
+                             callback=on_scale, regions=regions, on_regions=found.append)
+        return io.NodeOutput(Codes(summed.to(bridge.intermediate_device()), plan), region_maps(found),
+                             ui=on_scale.ui())

@@ -40,6 +40,20 @@ def mosaic() -> Image.Image:
     return picture
 
 
+def dots() -> Image.Image:
+    """A pointillist landscape: a sky of blue and white dots over a field of green and yellow ones."""
+    rng = random.Random(11)
+    sky, field = [(70, 120, 200), (140, 180, 230), (235, 240, 250)], [(60, 130, 60), (150, 190, 70), (235, 200, 60)]
+    picture = Image.new("RGB", (SIZE, SIZE), (245, 240, 225))
+    pen = ImageDraw.Draw(picture)
+    for _ in range(2600):
+        x, y = rng.uniform(0, SIZE), rng.uniform(0, SIZE)
+        horizon = SIZE * 0.55 + 30 * math.sin(x / 90)
+        r = rng.uniform(4, 8)
+        pen.ellipse([x - r, y - r, x + r, y + r], fill=rng.choice(sky if y < horizon else field))
+    return picture
+
+
 def house() -> Image.Image:
     """A plain scene to restyle: sky, sun, hills and a house."""
     picture = Image.new("RGB", (640, 480), (150, 200, 235))
@@ -57,7 +71,7 @@ def house() -> Image.Image:
 
 if __name__ == "__main__":
     for name, draw in (("infinitystyle_style_waves", waves), ("infinitystyle_style_mosaic", mosaic),
-                       ("infinitystyle_content_house", house)):
+                       ("infinitystyle_style_dots", dots), ("infinitystyle_content_house", house)):
         path = HERE / f"{name}.png"
         draw().save(path, optimize=True)
         print(f"wrote {path} ({path.stat().st_size // 1024} KB)")

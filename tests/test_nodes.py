@@ -19,7 +19,7 @@ import run_workflow as rw
 REPO = Path(__file__).resolve().parents[1]
 NODE_IDS = {"InfinityStyleLoader", "InfinityStyleConditioner", "InfinityStyleTextEncode",
             "InfinityStyleStyleImageEncoder", "InfinityStyleContentImageEncoder", "InfinityStyleStageScheduler",
-            "InfinityStyleSampler", "InfinityStyleDecode", "InfinityStyleStageProbe"}
+            "InfinityStyleRegions", "InfinityStyleSampler", "InfinityStyleDecode", "InfinityStyleStageProbe"}
 QUICK = {"pixel_budget": "0.06M"}           # 7 scales, 256 px
 QUICK_STAGES = {"fine_steps": "4-6"}       # the fine stage must fit those 7 scales
 
@@ -472,3 +472,36 @@ def test_stage_probe_needs_both_prompts(plain):
     assert "needs both prompts" in plain.error("InfinityStyleStageProbe", {"model": model, "vae": vae,
                                                                            "text_encoder": text_encoder},
                                                alternative_prompt=" ")
+
+
+# --- semantic style regions -----------------------------------------------------------------------
+
+def test_three_unmasked_styles_painted_region_by_region_with_a_region_map(plain):
+    model, vae, text_encoder = loaded(plain)
+    links = {"model": model, "vae": vae,
+             "conditioning": plain.run("InfinityStyleConditioner", {"text_encoder": text_encoder}).args[0],
+             "stages": plain.run("InfinityStyleStageScheduler", **QUICK_STAGES).args[0],
+             "styles": plain.run("InfinityStyleStyleImageEncoder", {"image": style_picture(batch=3)}).args[0]}
+    regions = plain.run("InfinityStyleRegions", regions="3", attention="hard").args[0]
+    assert (regions.count, regions.hard) == (3, True)
+    codes, region_map = plain.run("InfinityStyleSampler", {**links, "regions": regions}, **QUICK, batch_size=2).args
+    global_codes, note = plain.run("InfinityStyleSampler", links, **QUICK, batch_size=2).args
+    assert codes.summed.shape == global_codes.summed.shape and not torch.equal(codes.summed, global_codes.summed)
+    assert region_map.shape[0] == 2 and region_map.shape[-1] == 3 and region_map.shape[1] > note.shape[1]
+    region_colours = {tuple(c) for c in (region_map[0] * 255).round().flatten(0, 1).tolist()}
+    palette = plain.mod("infinity_core.style.region_map").COLOURS
+    assert any(tuple(float(v) for v in c) in region_colours for c in palette)
+    assert plain.run("InfinityStyleRegions", mode="global mix").args[0] is None
+
+
+def test_regions_on_a_plain_prompt_or_a_style_in_words_are_refused(plain):
+    model, vae, text_encoder = loaded(plain)
+    regions = plain.run("InfinityStyleRegions").args[0]
+    plain_cond = plain.run("InfinityStyleTextEncode", {"text_encoder": text_encoder}).args[0]
+    style_cond = plain.run("InfinityStyleConditioner", {"text_encoder": text_encoder}).args[0]
+    stages = plain.run("InfinityStyleStageScheduler", **QUICK_STAGES).args[0]
+    assert "no style path" in plain.error("InfinityStyleSampler", {"model": model, "vae": vae, "conditioning": plain_cond,
+                                                                   "regions": regions}, **QUICK)
+    assert "in words only" in plain.error("InfinityStyleSampler", {"model": model, "vae": vae, "stages": stages,
+                                                                   "conditioning": style_cond, "regions": regions},
+                                          **QUICK)

@@ -59,7 +59,7 @@ def test_the_expected_workflows_are_shipped():
     assert {p.name for p in WORKFLOWS} == {
         "infinity_style_basic.json", "infinity_style_multi_style.json", "infinity_style_restyle.json",
         "infinity_style_text_only.json", "infinity_style_ablation.json", "infinity_text_to_image.json",
-        "infinity_stage_probe.json"}
+        "infinity_stage_probe.json", "infinity_style_regions.json"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -132,6 +132,16 @@ def test_each_workflow_shows_what_its_name_says(specs):
     assert prompts["base_prompt"] != prompts["alternative_prompt"]
     shown = {link[2] for link in probe["links"] if link[1] == stage_probe["id"]}
     assert shown == {0, 1}, "the grid and the plot are shown"
+
+    regions = flows["infinity_style_regions"]
+    encoders = nodes_of(regions, "InfinityStyleStyleImageEncoder")
+    assert len(encoders) == 3 and all(_links_into(regions, e, "mask") is None for e in encoders)
+    sampler = nodes_of(regions, "InfinityStyleSampler")[0]
+    assert _links_into(regions, sampler, "regions") and _links_into(regions, sampler, "content")
+    settings = rw.widget_values(specs["InfinityStyleRegions"], nodes_of(regions, "InfinityStyleRegions")[0]["widgets_values"])
+    assert settings["mode"] == "semantic regions"
+    preview = nodes_of(regions, "PreviewImage")[0]
+    assert [link[1:3] for link in regions["links"] if link[0] == _links_into(regions, preview, "images")] == [[sampler["id"], 1]]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)

@@ -24,6 +24,7 @@ from .control import RowLayout, StyleAttention
 from .mechanisms import feature_initialization
 from .prompts import StyleConditioning
 from .references import BITS_CACHE, StyleReference, fit_mask, mask_on_grid
+from .regions import Regions, StyleRegions, plan_regions
 from .stages import Stages
 
 
@@ -54,15 +55,21 @@ class _Row:
 class _StyleRun:
     """The per-scale decisions of one stylized image."""
 
-    def __init__(self, vae, cond: StyleConditioning, styles, stages: Stages, schedule: Schedule,
-                 seed: int, settings: SamplingSettings, content_image, device):
+    def __init__(self, model, vae, cond: StyleConditioning, styles, stages: Stages, schedule: Schedule,
+                 seed: int, settings: SamplingSettings, content_image, regions: Optional[Regions]):
         self.schedule, self.stages, self.settings = schedule, stages, settings
         self.styles = _active_styles(styles, schedule.image_hw)
         n = len(self.styles)
         # every sampled row has its own generator seeded with the seed, so the generation row
         # draws exactly what a plain run of the generation prompt draws
-        generators = make_generators([seed] * (n + 2), device)
+        generators = make_generators([seed] * (n + 2), model.device)
         content_bits = None if content_image is None else BITS_CACHE.bits(vae, content_image, schedule)
+        self.regional: Optional[StyleRegions] = None
+        if regions is not None and self.styles:
+            plan = plan_regions(model, vae, cond, self.styles, stages, schedule, seed, settings, content_image, regions)
+            self.regional = StyleRegions(plan, self.styles, regions, schedule)
+            if content_bits is None:
+                content_bits = plan.content_bits
         self.rows = ([_Row("content", content_bits, generators[0])]
                      + [_Row("style", None if ref.image is None else BITS_CACHE.bits(vae, ref.image, schedule),
                              generators[1 + i], style=i) for i, (ref, _) in enumerate(self.styles)]
@@ -91,7 +98,11 @@ class _StyleRun:
     def _style_bias(self) -> dict:
         bias = {}
         for step in self.stages.key_steps:
-            if 0 <= step < len(self.schedule):
+            if not 0 <= step < len(self.schedule):
+                continue
+            if self.regional is not None:
+                bias[step] = self.regional.key_bias(step)
+            else:
                 bias[step] = [None if s is None else s.flatten().log() for s in self._shares(self.schedule.scales[step])]
         return bias
 
@@ -108,7 +119,12 @@ class _StyleRun:
             layout = self.control.layout
             gen = layout.generation
             many = len(self.styles) > 1 or any(m is not None for _, m in self.styles)
-            shares = [torch.ones((h, w)) if s is None else s for s in self._shares((h, w))] if many else None
+            if self.regional is not None:
+                shares = self.regional.shares((h, w))
+            elif many:
+                shares = [torch.ones((h, w)) if s is None else s for s in self._shares((h, w))]
+            else:
+                shares = None
             bits[gen] = feature_initialization(bits[gen], [bits[r] for r in layout.styles], shares)
         return torch.stack(bits)
 
@@ -126,13 +142,21 @@ class _StyleRun:
 def stylize(model, vae, cond: StyleConditioning, styles: Sequence[StyleReference], stages: Stages,
             schedule: Schedule, seeds: Sequence[int], settings: SamplingSettings = SamplingSettings(),
             content_image: Optional[torch.Tensor] = None,
-            callback: Optional[Callable[[ScaleEvent], None]] = None) -> torch.Tensor:
-    """Summed codes [B, d, 1, H, W] (the VAE's latent grid) of one stylized image per seed."""
+            callback: Optional[Callable[[ScaleEvent], None]] = None, regions: Optional[Regions] = None,
+            on_regions: Optional[Callable[[StyleRegions], None]] = None) -> torch.Tensor:
+    """Summed codes [B, d, 1, H, W] (the VAE's latent grid) of one stylized image per seed.
+
+    With `regions`, each content region is stylized by the style region it matches (see
+    regions.py); on_regions receives each image's regions, matching and shares before it runs."""
     vae.check_goes_with(model.config.codebook_dim)
     stages.validate(schedule, model.config.depth)
+    if regions is not None:
+        regions.validate(schedule, model.config.depth)
     images = []
     for seed in seeds:
-        run = _StyleRun(vae, cond, styles, stages, schedule, seed, settings, content_image, model.device)
+        run = _StyleRun(model, vae, cond, styles, stages, schedule, seed, settings, content_image, regions)
+        if on_regions is not None and run.regional is not None:
+            on_regions(run.regional)
 
         def on_scale(si, summed, run=run):
             if callback is not None:

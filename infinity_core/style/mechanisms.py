@@ -40,7 +40,8 @@ def key_stage_attention_sharing(q_con: torch.Tensor, k_con: torch.Tensor, v_gen:
     values [V_gen ; V_sty...] (concatenated along tokens).
 
     style_bias[i], if given, is a [L_q] log-share added to every logit of style i's keys, so a
-    style's share of attention is scaled by its weight (and -inf keeps masked-out tokens off it)."""
+    style's share of attention is scaled by its weight (and -inf keeps masked-out tokens off it),
+    or a [L_q, L_i] log-bias per query and key (semantic regions)."""
     keys = torch.cat([k_con, *k_styles], dim=1)
     values = torch.cat([v_gen, *v_styles], dim=1)
     bias = None
@@ -48,7 +49,7 @@ def key_stage_attention_sharing(q_con: torch.Tensor, k_con: torch.Tensor, v_gen:
         cols = [torch.zeros(q_con.shape[1], k_con.shape[1], device=q_con.device)]
         for k_sty, b in zip(k_styles, style_bias):
             b = torch.zeros(q_con.shape[1], device=q_con.device) if b is None else b.to(q_con.device)
-            cols.append(b[:, None].expand(-1, k_sty.shape[1]))
+            cols.append(b[:, None].expand(-1, k_sty.shape[1]) if b.ndim == 1 else b)
         bias = torch.cat(cols, dim=1).to(q_con.dtype)
     # as a batch of one: CPU attention takes its fast kernel only for 4-D inputs
     return F.scaled_dot_product_attention(q_con[None], keys[None], values[None], attn_mask=bias, scale=1.0)[0]

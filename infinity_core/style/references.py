@@ -86,6 +86,20 @@ def mask_on_grid(mask: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     return F.adaptive_avg_pool2d(mask[None, None], grid)[0, 0]
 
 
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """A key for a tensor's content (an image, text features): equal values, equal keys."""
+    values = tensor.detach().float().contiguous().cpu()
+    return hashlib.sha1(values.numpy().tobytes()).hexdigest() + str(tuple(values.shape))
+
+
+def object_token(obj) -> str:
+    """A key for one model object: id() can be reused after an object is freed; a token stored
+    on the object cannot."""
+    if not hasattr(obj, "_bits_cache_token"):
+        obj._bits_cache_token = uuid.uuid4().hex
+    return obj._bits_cache_token
+
+
 class BitsCache:
     """Per-scale bits of encoded images, by (image content, VAE, schedule): a style reused across
     prompts or seeds is encoded once."""
@@ -95,17 +109,8 @@ class BitsCache:
         self._entries: OrderedDict = OrderedDict()
         self.encodes = 0  # how many encodes ran, for tests and benchmarks
 
-    @staticmethod
-    def _vae_token(vae) -> str:
-        # id() can be reused after a VAE is freed; a token stored on the object cannot.
-        if not hasattr(vae, "_bits_cache_token"):
-            vae._bits_cache_token = uuid.uuid4().hex
-        return vae._bits_cache_token
-
     def bits(self, vae, image: torch.Tensor, schedule: Schedule) -> list[torch.Tensor]:
-        pixels = image.detach().float().contiguous().cpu()
-        digest = hashlib.sha1(pixels.numpy().tobytes()).hexdigest() + str(tuple(pixels.shape))
-        key = (digest, self._vae_token(vae), schedule.scales)
+        key = (tensor_digest(image), object_token(vae), schedule.scales)
         if key in self._entries:
             self._entries.move_to_end(key)
             return self._entries[key]
