@@ -26,6 +26,11 @@ def pil_to_rgb(img: Image.Image) -> np.ndarray:
     return np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=-1)
 
 
+def from_pil(picture: Image.Image) -> torch.Tensor:
+    """A picture the pack drew -> ComfyUI IMAGE [1, H, W, 3] float in [0, 1]."""
+    return torch.from_numpy(pil_to_rgb(picture))[None]
+
+
 def load_image(path: str) -> torch.Tensor:
     """[H, W, 3] float in [0, 1]; any mode (alpha, palette, grey, 16-bit) becomes RGB."""
     if os.path.isdir(path):

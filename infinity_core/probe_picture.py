@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .images import label_font, to_pil
+from .images import from_pil, label_font, to_pil
 
 TILE = 256          # long side of a grid tile, px
 LABEL = 24          # label band under a tile, px
@@ -17,10 +16,6 @@ GAP = 4             # between tiles, px
 COLUMNS = 7         # at most, per grid row
 BAR_WIDTH = 36      # plot px per step
 BACKGROUND, INK, DIM, BAR = (24, 24, 28), (235, 235, 235), (110, 110, 118), (240, 160, 60)
-
-
-def _tensor(picture: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255.0)[None]
 
 
 def _tile(image: torch.Tensor) -> Image.Image:
@@ -47,7 +42,7 @@ def probe_grid(images: torch.Tensor, labels: list[str]) -> torch.Tensor:
         y = GAP + (i // columns) * (cell_h + GAP)
         grid.paste(tile, (x + (cell_w - tile.width) // 2, y))
         pen.text((x + 4, y + cell_h - LABEL + 4), label, fill=INK)
-    return _tensor(grid)
+    return from_pil(grid)
 
 
 def _axis_top(largest: float) -> float:
@@ -82,4 +77,4 @@ def difference_plot(steps: list[int], differences: list[float]) -> torch.Tensor:
             pen.rectangle([x + 6, base_y - plot_h * level / top, x + bar_w - 6, base_y], fill=BAR)
         pen.text((x + bar_w / 2, base_y + 4), str(step), fill=INK, anchor="ma")
     pen.text((left, base_y + 22), "step that sees the alternative prompt", fill=DIM)
-    return _tensor(picture)
+    return from_pil(picture)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import torch
 
+from ..infinity_core.images import from_pil
 from ..infinity_core.style import Regions
 from ..infinity_core.style.clustering import MAX_REGIONS
 from ..infinity_core.style.region_map import draw_region_map, note_picture
 from ._api import io
 from .common import CATEGORY, RegionsIO, user_errors
-from .schedule_picture import as_image_tensor
 
 SEMANTIC, GLOBAL = "semantic regions", "global mix"
 AUTO = "auto"
@@ -59,6 +59,6 @@ class StyleRegions(io.ComfyNode):
 def region_maps(found: list) -> torch.Tensor:
     """IMAGE [B, H, W, 3]: the region map of each image of a batch, or a note that there are none."""
     if not found:
-        return as_image_tensor(note_picture("No region map: the styles were mixed globally.\n"
+        return from_pil(note_picture("No region map: the styles were mixed globally.\n"
                                      "Connect Infinity Style Regions (semantic regions)."))
-    return torch.cat([as_image_tensor(draw_region_map(regions)) for regions in found])
+    return torch.cat([from_pil(draw_region_map(regions)) for regions in found])
