@@ -17,6 +17,7 @@ import torch
 
 from . import schedules
 from .errors import InfinityError
+from .evaluate.cli import add_evaluate_command
 from .images import decode_images, load_image, to_pil
 from .sampler import SamplingSettings, generate
 from .style import Stages, StyleReference, encode_prompts, parse_steps, stylize
@@ -94,7 +95,10 @@ def main(argv=None) -> int:
     for flag, what in (("init", "Feature Initialization"), ("key", "Key Stage Attention Sharing"),
                        ("aqs", "Adaptive Query Sharing")):
         styled.add_argument(f"--no-{flag}", action="store_true", help=f"turn {what} off")
+    add_evaluate_command(commands)
     args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        return args.run(args)
     try:
         model, vae, t5 = _models(args)
         schedule = schedules.schedule(args.aspect, args.pn)
