@@ -1,7 +1,6 @@
 """`python -m infinity_core evaluate`: the paper's measurements (Table 1 / Table 2) from files."""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 

@@ -62,7 +62,7 @@ def load_clip(folder: str, device="cpu") -> ClipScorer:
     """CLIP (both towers) from a local folder such as openai/clip-vit-base-patch32's: config.json,
     model.safetensors or pytorch_model.bin, the tokenizer files and preprocessor_config.json.
     Nothing is downloaded; `.bin` files are read with weights_only, so a file holding code is refused."""
-    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     folder = os.fspath(folder)
@@ -84,16 +84,7 @@ def load_clip(folder: str, device="cpu") -> ClipScorer:
     hf_logging.set_verbosity_error()  # the "no torchvision, using the PIL processor" notice is not for users
     hf_logging.disable_progress_bar()  # nor a "Loading weights" bar inside the run's own
     try:
-        processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
-    except Exception as exc:
-        raise InfinityError(f"{folder}: could not read preprocessor_config.json ({_first_line(exc)}). Copy "
-                            f"{OPENAI_CLIP}'s preprocessor_config.json into the folder again.") from exc
-    try:
-        kwargs = _from_pretrained_kwargs(torch.float32, safetensors=weights.endswith(".safetensors"))
-        model, info = CLIPModel.from_pretrained(folder, output_loading_info=True, **kwargs)
-    except Exception as exc:  # OSError, RuntimeError, ValueError, UnpicklingError, ...
-        raise InfinityError(f"{folder}: could not load the CLIP weights ({_first_line(exc)}). A file may be "
-                            f"truncated or from another model: download {OPENAI_CLIP} again.") from exc
+        processor, (model, info) = _processor(folder), _model(folder, weights)
     finally:
         hf_logging.set_verbosity(verbosity)
         if bar:
@@ -107,6 +98,27 @@ def load_clip(folder: str, device="cpu") -> ClipScorer:
         raise InfinityError(f"{folder}: the tokenizer has {len(tokenizer)} tokens but the model only "
                             f"{model.config.text_config.vocab_size}: the tokenizer files belong to another model.")
     return ClipScorer(model.to(device).eval().requires_grad_(False), tokenizer, processor)
+
+
+def _processor(folder: str):
+    from transformers import AutoImageProcessor
+
+    try:
+        return AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    except Exception as exc:  # a bad file raises anything from OSError to TypeError
+        raise InfinityError(f"{folder}: could not read preprocessor_config.json ({_first_line(exc)}). Copy "
+                            f"{OPENAI_CLIP}'s preprocessor_config.json into the folder again.") from exc
+
+
+def _model(folder: str, weights: str):
+    from transformers import CLIPModel
+
+    try:
+        kwargs = _from_pretrained_kwargs(torch.float32, safetensors=weights.endswith(".safetensors"))
+        return CLIPModel.from_pretrained(folder, output_loading_info=True, **kwargs)
+    except Exception as exc:  # OSError, RuntimeError, ValueError, UnpicklingError, ...
+        raise InfinityError(f"{folder}: could not load the CLIP weights ({_first_line(exc)}). A file may be "
+                            f"truncated or from another model: download {OPENAI_CLIP} again.") from exc
 
 
 def _check_folder(folder: str) -> None:

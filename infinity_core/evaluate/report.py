@@ -38,7 +38,7 @@ def _by_config(rows: list[dict], configs: list[str]) -> dict[str, list[dict]]:
 
 def summary_markdown(rows: list[dict], configs: dict[str, str], clip_name: str) -> str:
     """`configs`: name -> description, in table order."""
-    lines = [f"# Evaluation summary", "",
+    lines = ["# Evaluation summary", "",
              f"CLIP: `{clip_name}`. S_txt = cosine(CLIP image embedding of the output, CLIP text embedding of "
              "the content prompt); S_img = cosine(CLIP image embeddings of the output and of the style image). "
              "Intervals: 95 % Student t interval of the mean over images. Seconds: generation of one image "
