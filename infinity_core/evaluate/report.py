@@ -123,7 +123,7 @@ def _span(values: list[float]) -> tuple[float, float]:
 def contact_sheet(out: str, rows: list[dict], config: str, prompts: list[Prompt], styles: list[Style],
                   cell: int = 160) -> Image.Image:
     """Rows = prompts, columns = styles (their reference images on top); each cell is the
-    configuration's image of the pair (first sample), grey where it is not made yet."""
+    configuration's image of the pair (first sample), grey where there is none."""
     images = {}
     for r in rows:
         if r["configuration"] == config:
@@ -140,9 +140,9 @@ def contact_sheet(out: str, rows: list[dict], config: str, prompts: list[Prompt]
         y = head + i * cell
         pen.text((8, y + cell // 2), _fit(prompt.content, label_w - 16, font), fill=(0, 0, 0), font=font, anchor="lm")
         for j, style in enumerate(styles):
-            path = images.get((prompt.id, style.id))
-            if path:
-                _paste(sheet, os.path.join(out, path), (label_w + j * cell, y), cell)
+            path = os.path.join(out, images.get((prompt.id, style.id), "-"))
+            if os.path.isfile(path):
+                _paste(sheet, path, (label_w + j * cell, y), cell)
             else:
                 pen.rectangle([label_w + j * cell + 2, y + 2, label_w + (j + 1) * cell - 2, y + cell - 2], fill=(220, 220, 220))
     return sheet

@@ -211,8 +211,7 @@ class _Scores:
         if case.prompt.id not in self.texts:
             self.texts[case.prompt.id] = self.scorer.text_embeddings([case.prompt.content])
         if case.style.id not in self.styles:
-            with Image.open(case.style.image) as style:
-                self.styles[case.style.id] = self.scorer.image_embeddings([style])
+            self.styles[case.style.id] = self.scorer.image_embeddings([to_pil(load_image(case.style.image))])
         output = self.scorer.image_embeddings([image])
         return (float(cosine(output, self.texts[case.prompt.id])[0]),
                 float(cosine(output, self.styles[case.style.id])[0]))
