@@ -1,6 +1,7 @@
 """`python -m infinity_core evaluate`: CLIP scoring from a folder, the protocol files, the run with
 resume, and the reports, on a tiny random CLIP and the tiny Infinity model set."""
 import csv
+import io
 import json
 import os
 import pickle
@@ -391,3 +392,28 @@ def test_bad_evaluate_input_is_one_clear_line(run_inputs, tmp_path, capsys):
     assert "no-clip: no such folder" in capsys.readouterr().err
     assert main(["evaluate", *run_inputs, "--config", "d", "--out", str(tmp_path / "o2")]) == 2
     assert "Fine step 7 is out of range" in capsys.readouterr().err
+
+
+def test_progress_counts_the_whole_run_and_the_time_left(monkeypatch):
+    from infinity_core.evaluate import progress as progress_module
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    clock = iter([100.0, 110.0, 130.0])  # start, then one reading per image made
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: next(clock))
+    screen = Terminal()
+    bar = progress_module.Progress(total=10, done=4, stream=screen, width=10)
+    bar.advance()
+    bar.advance()
+    bar.close()
+    monkeypatch.undo()
+    frames = screen.getvalue().split("\r")[1:]
+    assert frames[0] == "[#####.....] 5/10 images, 10.00 s/image, 50s left"
+    assert frames[1] == "[######....] 6/10 images, 15.00 s/image, 1m00s left\n"
+    log = io.StringIO()  # not a terminal: a line every few images, and at the end
+    quiet = progress_module.Progress(total=3, done=0, stream=log, log_every=10)
+    for _ in range(3):
+        quiet.advance()
+    assert log.getvalue().count("\n") == 1 and "3/3 images" in log.getvalue()
