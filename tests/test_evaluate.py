@@ -317,6 +317,10 @@ def test_a_run_writes_every_file(full_run, run_inputs, clip_dir):
         values = [float(r["s_img"]) for r in rows if r["configuration"] == name]
         mean, low, high = mean_interval(values)
         assert f"| {name} |" in summary and f"{mean:.4f} [{low:.4f}, {high:.4f}]" in summary
+    base = {(r["prompt_id"], r["style_id"], r["seed"]): float(r["s_txt"]) for r in rows if r["configuration"] == "base"}
+    paired = [float(r["s_txt"]) - base[(r["prompt_id"], r["style_id"], r["seed"])] for r in rows if r["configuration"] == "full"]
+    mean, low, high = mean_interval(paired)
+    assert f"| full | 4 | {mean:+.4f} [{low:+.4f}, {high:+.4f}] |" in summary
     for picture in ("scatter.png", "sheet_base.png", "sheet_full.png"):
         assert Image.open(full_run / picture).size[0] > 300
     assert json.loads((full_run / "run.json").read_text())["configurations"]["full"]["fine_steps"] == [4, 5, 6]

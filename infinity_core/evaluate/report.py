@@ -56,11 +56,32 @@ def summary_markdown(rows: list[dict], configs: dict[str, str], clip_name: str) 
         seconds = [float(r["seconds"]) for r in rows_of]
         lines.append(f"| {name} | {configs[name]} | {len(rows_of)} | {cells[0]} | {cells[1]} "
                      f"| {statistics.fmean(seconds):.2f} ({statistics.median(seconds):.2f}) |")
+    lines += _paired_differences(rows, list(configs))
     txt, img, sec = PAPER_OURS
     lines += ["", f"The paper (Table 1, its method, the full row d): S_txt {txt:.3f}, S_img {img:.3f}, "
               f"{sec:.2f} s per image. Only a run with the released weights, the FineStyle prompts and styles "
               "and the paper's CLIP is comparable with it.", ""]
     return "\n".join(lines)
+
+
+def _paired_differences(rows: list[dict], configs: list[str]) -> list[str]:
+    """Each configuration minus the first, image by image on the same prompt, style and seed: the
+    draws are shared, so this interval is much narrower than the two separate ones."""
+    by_config = {name: {(r["prompt_id"], r["style_id"], r["seed"]): r for r in rs}
+                 for name, rs in _by_config(rows, configs).items()}
+    reference = configs[0]
+    lines = ["", f"Paired differences from {reference} (same prompt, style and seed; 95 % interval):", "",
+             f"| configuration | pairs | S_txt - S_txt({reference}) | S_img - S_img({reference}) |", "|---|---|---|---|"]
+    for name in configs[1:]:
+        pairs = [(r, by_config[reference][key]) for key, r in by_config[name].items() if key in by_config[reference]]
+        if not pairs:
+            continue
+        cells = []
+        for column in ("s_txt", "s_img"):
+            mean, low, high = mean_interval([float(a[column]) - float(b[column]) for a, b in pairs])
+            cells.append(f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]")
+        lines.append(f"| {name} | {len(pairs)} | {cells[0]} | {cells[1]} |")
+    return lines if len(lines) > 5 else []
 
 
 def scatter(rows: list[dict], configs: list[str], size=(760, 560)) -> Image.Image:
