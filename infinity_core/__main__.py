@@ -24,6 +24,7 @@ from PIL import Image
 
 from . import schedules
 from .errors import InfinityError
+from .evaluate.cli import add_evaluate_command
 from .images import decode_images, load_image, to_pil
 from .regions_cli import add_region_options, region_options
 from .sampler import LIMITS, SEED_RANGE, SamplingSettings, check_number, generate, seeds_for
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=command.help, description=command.help, formatter_class=_Help)
         command.options(sub)
         sub.set_defaults(run=command.run)
+    add_evaluate_command(commands)  # its options and run live in evaluate/cli.py
     return parser
 
 
