@@ -43,11 +43,11 @@ def test_feature_initialization_stops_before_the_first_key_step(models, cond):
     model, vae = models
     assert Stages(key_steps=frozenset({3, 4}), fine_steps=frozenset({5})).init_steps == {0, 1, 2}
     style_bits = BITS_CACHE.bits(vae, STYLE.image, SCHEDULE)
-    final = (1, *SCHEDULE.final_grid)
+    final = (1, *vae.patchify.latent_grid(SCHEDULE.final_grid))
     seen = {}
     run(models, cond, Stages(key_sharing=False, query_sharing=False),
         callback=lambda e: seen.setdefault(e.step, e.summed_codes.clone()))
-    style_step = [quantizer.resize(quantizer.bits_to_codes(b), final) for b in style_bits]
+    style_step = [quantizer.resize(quantizer.bits_to_codes(vae.patchify.unpack_bits(b)), final) for b in style_bits]
     torch.testing.assert_close(seen[1], style_step[0] + style_step[1])  # steps 0 and 1: the style's
     assert not torch.allclose(seen[2] - seen[1], style_step[2])  # step 2, the first key step: its own
 

@@ -1,6 +1,7 @@
 """`python -m infinity_core evaluate`: the paper's measurements (Table 1 / Table 2) from files."""
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -8,6 +9,7 @@ import torch
 
 from .. import schedules
 from ..errors import InfinityError
+from ..sampler import LIMITS
 from ..text import load_text_encoder
 from ..transformer import load_transformer
 from ..vae import load_vae
@@ -25,7 +27,7 @@ TINY_CLIP = ("clip", "tiny-random-clip")
 def add_evaluate_command(commands) -> None:
     """Register `evaluate` on the main command line's subparsers."""
     p = commands.add_parser(
-        "evaluate", help="score prompts x styles x configurations with CLIP (the paper's Table 1 and 2)",
+        "evaluate", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="score prompts x styles x configurations with CLIP (the paper's Table 1 and 2)",
         description="Make every prompt x style x configuration image, score it with CLIP (S_txt, S_img) and "
                     "write scores.csv, summary.md, scatter.png and a contact sheet per configuration. "
                     "Run the same command again to resume a stopped run.")
@@ -52,10 +54,12 @@ def add_evaluate_command(commands) -> None:
     p.add_argument("--template", default=FINESTYLE_TEMPLATE, help="the generation prompt, from {content} and {style}")
     p.add_argument("--aspect", type=float, default=1.0, help="height / width; the nearest template is used")
     p.add_argument("--pn", default="1M", choices=list(schedules.PIXEL_BUDGETS), help="pixel budget")
-    p.add_argument("--cfg", type=float, default=3.0)
-    p.add_argument("--tau", type=float, default=0.5)
-    p.add_argument("--top-k", type=int, default=900)
-    p.add_argument("--top-p", type=float, default=0.97)
+    p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance (%s to %s; 1 = off)" % LIMITS["cfg"])
+    p.add_argument("--tau", type=float, default=0.5, help="sampling temperature (%s to %s)" % LIMITS["tau"])
+    p.add_argument("--top-k", type=int, default=900,
+                   help="keep the k likeliest outcomes of each bit (%s to %s; 0 = off)" % LIMITS["top_k"])
+    p.add_argument("--top-p", type=float, default=0.97,
+                   help="drop a bit outcome under probability 1 - top_p (%s to %s; 0 = off)" % LIMITS["top_p"])
     p.add_argument("--sheet", default="4x4", help="prompts x styles on each contact sheet")
     p.set_defaults(run=run_evaluate)
 
