@@ -26,22 +26,10 @@ from . import schedules
 from .errors import InfinityError
 from .evaluate.cli import add_evaluate_command
 from .images import decode_images, load_image, to_pil
+from .model_files import MODEL_FILES, find_model_files, load_models
 from .regions_cli import add_region_options, region_options
 from .sampler import LIMITS, SEED_RANGE, SamplingSettings, check_number, generate, seeds_for
 from .style import StyleReference, encode_prompts, generation_prompt, read_stages, stylize
-from .text import check_text_width, load_text_encoder
-from .transformer import load_transformer
-from .vae import load_vae
-
-# slot -> (sub-folder of --models, file names in the README's model table order, flag)
-MODEL_FILES = {
-    "transformer": ("infinity", ("infinity_2b_reg.pth", "infinity_2b_reg.safetensors", "infinity_8b_weights"),
-                    "--transformer"),
-    "vae": ("vae", ("infinity_vae_d32reg.pth", "infinity_vae_d32reg.safetensors",
-                    "infinity_vae_d56_f8_14_patchify.pth"), "--vae"),
-    "t5": ("text_encoders", ("flan-t5-xl",), "--t5"),
-}
-
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows each option's default, and the description as written."""
@@ -148,7 +136,7 @@ class Command:
 
 def _run_generate(args) -> int:
     job = _checked_job(args)
-    model, vae, t5 = _models(job.paths)
+    model, vae, t5 = load_models(job.paths)
     text = t5.encode([args.prompt])
     negative = t5.encode([args.negative]) if args.negative.strip() else None
     codes = generate(model, text.select([0] * len(job.seeds)), job.schedule, job.seeds, _settings(job, model),
@@ -166,7 +154,7 @@ def _run_stylize(args) -> int:
     styles = [StyleReference(load_image(path), weight) for path, weight in args.style_image]
     content = load_image(args.content_image) if args.content_image else None
     regions = region_options(args)
-    model, vae, t5 = _models(job.paths)
+    model, vae, t5 = load_models(job.paths)
     cond = encode_prompts(t5, args.content, args.style, args.template, args.negative)
     codes = stylize(model, vae, cond, styles or [StyleReference(None)], stages, job.schedule, job.seeds,
                     _settings(job, model), content_image=content, **regions)
@@ -233,41 +221,7 @@ def _model_paths(args) -> dict[str, str]:
         print("Using the tiny random model set: THE IMAGES ARE NOISE FROM UNTRAINED WEIGHTS (they show that the "
               "pipeline runs).")
         return {"transformer": paths["transformer"], "vae": paths["vae"], "t5": paths["text_encoder"]}
-    found, missing = {}, []
-    for slot, (sub, names, flag) in MODEL_FILES.items():
-        given = getattr(args, slot)
-        if given:
-            candidates = [given]
-        elif args.models:
-            if slot == "vae" and os.path.isdir(found.get("transformer", "")):
-                names = names[::-1]  # a sharded folder is the 8B release: look for its patchify VAE first
-            candidates = [os.path.join(args.models, sub, name) for name in names]
-        else:
-            candidates = []
-        path = next((c for c in candidates if os.path.exists(c)), None)
-        if path:
-            found[slot] = path
-        elif given:
-            missing.append(f"{flag} {given}: no such file or folder")
-        else:
-            where = os.path.join(args.models, sub) if args.models else f"<models>/{sub}"
-            missing.append(f"{' or '.join(names)} in {where}/ (or give {flag})")
-    if missing:
-        raise InfinityError("Model files not found:\n  " + "\n  ".join(missing) + "\nDownload them as the README's "
-                            "model table says and pass --models DIR. To try the pipeline without them, add --tiny "
-                            "(a tiny random model set; its images are noise).")
-    return found
-
-
-def _models(paths: dict):
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model = load_transformer(paths["transformer"], device, dtype)
-    vae = load_vae(paths["vae"], device)
-    vae.check_goes_with(model.config.codebook_dim)
-    t5 = load_text_encoder(paths["t5"], device, torch.float16 if device == "cuda" else torch.float32)
-    check_text_width(t5, model.config.text_channels, paths["t5"])
-    return model, vae, t5
+    return find_model_files(args.models, {slot: getattr(args, slot) for slot in MODEL_FILES})
 
 
 def _save(images: torch.Tensor, out: str) -> None:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from infinity_core import schedules
 from infinity_core import __main__ as cli
+from infinity_core import model_files
 from infinity_core.__main__ import main
 from infinity_core.tiny import write_tiny_models
 
@@ -66,7 +67,7 @@ def no_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the values were checked")
     for name in ("load_transformer", "load_vae", "load_text_encoder"):
-        monkeypatch.setattr(cli, name, refuse)
+        monkeypatch.setattr(model_files, name, refuse)
 
 
 @pytest.mark.parametrize("flag,value,fragment", [

@@ -10,17 +10,12 @@ import torch
 from .. import schedules
 from ..errors import InfinityError
 from ..sampler import LIMITS
-from ..text import load_text_encoder
-from ..transformer import load_transformer
-from ..vae import load_vae
+from ..model_files import MODEL_FILES, find_model_files, load_models
 from .clip import load_clip
 from .protocol import FINESTYLE_TEMPLATE, TABLE2, parse_configuration, read_prompts, read_styles
 from .report import write_reports
 from .run import CSV_NAME, RunSettings, evaluate
 
-_MODEL_FILES = {"transformer": ("infinity", ("infinity_2b_reg.safetensors", "infinity_2b_reg.pth")),
-                "vae": ("vae", ("infinity_vae_d32reg.pth", "infinity_vae_d32reg.safetensors")),
-                "t5": ("text_encoders", ("flan-t5-xl",))}
 TINY_CLIP = ("clip", "tiny-random-clip")
 
 
@@ -37,8 +32,8 @@ def add_evaluate_command(commands) -> None:
     p.add_argument("--style-images", help="the folder relative image paths of --styles are in (default: its folder)")
     p.add_argument("--clip", help="a CLIP folder in Hugging Face format, e.g. openai/clip-vit-base-patch32")
     p.add_argument("--models", help="a folder laid out like ComfyUI's models/")
-    p.add_argument("--transformer", help="infinity_2b_reg.pth or .safetensors")
-    p.add_argument("--vae", help="infinity_vae_d32reg.pth")
+    p.add_argument("--transformer", help="infinity_2b_reg.pth or .safetensors, or an 8B weights folder")
+    p.add_argument("--vae", help="infinity_vae_d32reg.pth (2B) or infinity_vae_d56_f8_14_patchify.pth (8B)")
     p.add_argument("--t5", help="the flan-t5-xl folder")
     p.add_argument("--tiny", action="store_true",
                    help="write tiny random models and a tiny CLIP into --models (default <out>/tiny-models) and use "
@@ -77,15 +72,7 @@ def _paths(args) -> dict[str, str]:
             write_tiny_clip(clip)
         print(f"using the tiny random models in {folder}: the images are noise and the scores mean nothing")
         return {"transformer": tiny["transformer"], "vae": tiny["vae"], "t5": tiny["text_encoder"], "clip": clip}
-    paths = {}
-    for kind, (sub, names) in _MODEL_FILES.items():
-        given = getattr(args, kind)
-        candidates = [given] if given else [os.path.join(args.models, sub, n) for n in names] if args.models else []
-        path = next((p for p in candidates if os.path.exists(p)), given)
-        if not path:
-            raise InfinityError(f"No {names[0]} found: put it in {os.path.join(args.models or '<models>', sub)}/ "
-                                f"or pass --{kind} (see the README's model table).")
-        paths[kind] = path
+    paths = find_model_files(args.models, {slot: getattr(args, slot) for slot in MODEL_FILES})
     if not args.clip:
         raise InfinityError("Give the CLIP folder with --clip (for the paper's protocol openai/clip-vit-base-patch32 "
                             "in Hugging Face format; see the README's evaluation section).")
@@ -119,14 +106,9 @@ def run_evaluate(args) -> int:
         paths = _paths(args)
         device = "cuda" if torch.cuda.is_available() else "cpu"
 
-        def load_models():
-            dtype = torch.bfloat16 if device == "cuda" else torch.float32
-            return (load_transformer(paths["transformer"], device, dtype), load_vae(paths["vae"], device),
-                    load_text_encoder(paths["t5"], device, torch.float16 if device == "cuda" else torch.float32))
-
         sources = {kind: os.path.basename(os.path.normpath(p)) for kind, p in paths.items()}
-        rows = evaluate(args.out, prompts, styles, configs, settings, load_models, lambda: load_clip(paths["clip"], device),
-                        sources)
+        rows = evaluate(args.out, prompts, styles, configs, settings, lambda: load_models(paths),
+                        lambda: load_clip(paths["clip"], device), sources)
         described = {c.name: f"{c.label}: {c.describe()}" for c in configs}
         written = write_reports(os.path.abspath(args.out), rows, described, prompts, styles, sources["clip"], sheet)
     except InfinityError as exc:
