@@ -6,10 +6,11 @@ Q4_0 weights of the same random model, each against bf16, measured in one run.
 
 The model is written once as an fp32 .safetensors file (loaded as bf16 and as fp8 storage) and as
 Q8_0 and Q4_0 GGUF files; all four compute in bf16. Each run is a fresh process: it imports
-torch, resets the RSS high-water mark, loads the model, samples a 0.06M warm-up image, then one
-image at the budget (cfg 3, so 2 batch rows), and reports:
-  - peak: the highest RSS of the process from just before loading to the end (VmHWM after
-    /proc/self/clear_refs), minus its RSS then: weights + KV cache + activations + allocator slack;
+torch, loads the model, samples a 0.06M warm-up image, resets the RSS high-water mark, samples
+one image at the budget (cfg 3, so 2 batch rows), and reports:
+  - peak: the highest RSS while sampling that image (VmHWM after /proc/self/clear_refs) minus
+    the RSS before loading: weights + KV cache + activations + allocator slack (a load's
+    transient copies, such as an fp32 file's pages while casting to bf16, are left out);
   - weights: the bytes of the loaded model's tensors as stored;
   - seconds: the wall time of the image at the budget.
 Runs go round-robin over the options, the order flipping each round, `--repeats` rounds; each
@@ -54,8 +55,6 @@ def child(path: str, option: str, config: str, budget: str, threads: int) -> dic
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
 
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # VmHWM := current RSS: the peak below is the model's and the run's own
     before = status("VmRSS")
     storage = torch.float8_e4m3fn if option == "fp8_e4m3fn" else None
     model = load_transformer(path, dtype=torch.bfloat16, storage=storage)
@@ -65,6 +64,8 @@ def child(path: str, option: str, config: str, budget: str, threads: int) -> dic
     text = random_text(12, cfg.text_channels, seed=1)
     settings = SamplingSettings(cfg=3.0, tau=1.0)
     generate(model, text, schedule(1.0, "0.06M"), [0], settings)  # warm-up
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM := current RSS (the loaded model), so the peak is the sampling's, not the load's
     started = OTHER_LOAD.start()
     start = time.perf_counter()
     generate(model, text, schedule(1.0, budget), [0], settings)
