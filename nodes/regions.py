@@ -43,7 +43,8 @@ class StyleRegions(io.ComfyNode):
                                tooltip="soft: a pull toward the matched region. hard: the soft pull, and the other "
                                        "styles are shut out for that region."),
             ],
-            outputs=[RegionsIO.Output(display_name="regions")],
+            outputs=[RegionsIO.Output(display_name="regions", tooltip="Connect to the Sampler's regions input. In "
+                                                                      "global mix mode it carries nothing.")],
         )
 
     @classmethod
