@@ -14,12 +14,23 @@ from pathlib import Path
 LAYOUT = json.loads((Path(__file__).resolve().parent / "frontend_layout.json").read_text(encoding="utf-8"))
 
 
+def least_height(node_type: str, width: float, layout: dict = LAYOUT) -> float:
+    """The least height the front end gives a node of this type at this width."""
+    by_width = layout["strip_heights"].get(node_type)
+    if by_width is None:
+        return layout["min_sizes"][node_type][1]
+    if str(round(width)) not in by_width:
+        raise ValueError(f"no height of {node_type} recorded at width {width}: measure it in the browser "
+                         f"(tests/e2e) and add it to frontend_layout.json's strip_heights")
+    return by_width[str(round(width))]
+
+
 def graph_boxes(workflow: dict, layout: dict = LAYOUT) -> dict[int, tuple[float, float, float, float]]:
     """node id -> (left, top, right, bottom) in graph units, title bar included."""
     boxes = {}
     for node in workflow["nodes"]:
-        min_w, min_h = layout["min_sizes"][node["type"]]
-        w, h = max(node["size"][0], min_w), max(node["size"][1], min_h)
+        w = max(node["size"][0], layout["min_sizes"][node["type"]][0])
+        h = max(node["size"][1], least_height(node["type"], w, layout))
         x, y = node["pos"]
         boxes[node["id"]] = (x, y - layout["title_height"], x + w, y + h)
     return boxes

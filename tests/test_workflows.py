@@ -193,3 +193,16 @@ def _sampler(workflow):
 def test_the_check_catches_what_comfyui_would_refuse(specs, change, expected):
     problems = rw.check_workflow(_mutated(REPO / "workflows" / "infinity_style_basic.json", change), specs)
     assert any(expected in p for p in problems), problems
+
+
+def test_the_first_view_check_knows_the_stage_strips_height():
+    # A Stage Scheduler above its sampler: at a recorded width the strip's height pushes it down
+    # over the sampler; at a width nobody measured the check refuses to guess.
+    width = min(LAYOUT["strip_heights"]["InfinityStyleStageScheduler"], key=int)
+    workflow = {"extra": {"ds": {"scale": 0.6, "offset": [150, 200]}}, "nodes": [
+        {"id": 1, "type": "InfinityStyleStageScheduler", "pos": [0, 30], "size": [int(width), 290]},
+        {"id": 2, "type": "InfinityStyleSampler", "pos": [0, 374], "size": [int(width), 374]}]}
+    assert "nodes 1 and 2 overlap" in workflow_problems(workflow)
+    workflow["nodes"][0]["size"][0] = 333
+    with pytest.raises(ValueError, match="no height of InfinityStyleStageScheduler recorded at width 333"):
+        workflow_problems(workflow)
