@@ -14,12 +14,36 @@ from pathlib import Path
 LAYOUT = json.loads((Path(__file__).resolve().parent / "frontend_layout.json").read_text(encoding="utf-8"))
 
 
+def least_height(node: dict, workflow: dict, width: float, layout: dict = LAYOUT) -> float:
+    """The least height the front end gives this node at this width."""
+    by_width = layout["strip_heights"].get(node["type"])
+    if by_width is None:
+        return layout["min_sizes"][node["type"]][1]
+    if str(round(width)) not in by_width:
+        raise ValueError(f"no height of {node['type']} recorded at width {width}: measure it in the browser "
+                         f"(tests/e2e) and add it to frontend_layout.json's strip_heights")
+    return by_width[str(round(width))] + (layout["strip_note_height"] if _strip_has_a_note(node, workflow, layout)
+                                          else 0)
+
+
+def _strip_has_a_note(node: dict, workflow: dict, layout: dict) -> bool:
+    """The strip adds a line under its cells when its shape is a stand-in: no sampler linked, or the
+    sampler takes its aspect from the content image (the strip's schedules.js notes)."""
+    linked = {link[3] for link in workflow["links"] if link[1] == node["id"]}
+    samplers = [n for n in workflow["nodes"] if n["id"] in linked and n["type"] == "InfinityStyleSampler"]
+    if not samplers:
+        return True
+    if layout["strip_budget"] not in samplers[0]["widgets_values"]:
+        raise ValueError(f"strip heights are recorded for a {layout['strip_budget']} sampler only")
+    return "from content image" in samplers[0]["widgets_values"]
+
+
 def graph_boxes(workflow: dict, layout: dict = LAYOUT) -> dict[int, tuple[float, float, float, float]]:
     """node id -> (left, top, right, bottom) in graph units, title bar included."""
     boxes = {}
     for node in workflow["nodes"]:
-        min_w, min_h = layout["min_sizes"][node["type"]]
-        w, h = max(node["size"][0], min_w), max(node["size"][1], min_h)
+        w = max(node["size"][0], layout["min_sizes"][node["type"]][0])
+        h = max(node["size"][1], least_height(node, workflow, w, layout))
         x, y = node["pos"]
         boxes[node["id"]] = (x, y - layout["title_height"], x + w, y + h)
     return boxes

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import run_workflow as rw
-from first_view import LAYOUT, workflow_problems
+from first_view import LAYOUT, graph_boxes, workflow_problems
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
@@ -203,3 +203,23 @@ def _sampler(workflow):
 def test_the_check_catches_what_comfyui_would_refuse(specs, change, expected):
     problems = rw.check_workflow(_mutated(REPO / "workflows" / "infinity_style_basic.json", change), specs)
     assert any(expected in p for p in problems), problems
+
+
+def test_the_first_view_check_knows_the_stage_strips_height():
+    # A Stage Scheduler above its sampler: at a recorded width the strip's height pushes it down
+    # over the sampler; at a width nobody measured the check refuses to guess.
+    width = int(min(LAYOUT["strip_heights"]["InfinityStyleStageScheduler"], key=int))
+    ablation = load(REPO / "workflows" / "infinity_style_ablation.json")
+    workflow = {"extra": {"ds": {"scale": 0.6, "offset": [150, 200]}}, "links": [[1, 1, 0, 2, 4, "INFINITY_STAGES"]],
+                "nodes": [{"id": 1, "type": "InfinityStyleStageScheduler", "pos": [0, 30], "size": [width, 290]},
+                          {"id": 2, "type": "InfinityStyleSampler", "pos": [0, 374], "size": [width, 374],
+                           "widgets_values": _sampler(ablation)["widgets_values"]}]}
+    assert "nodes 1 and 2 overlap" in workflow_problems(workflow)
+    recorded = LAYOUT["strip_heights"]["InfinityStyleStageScheduler"][str(width)]
+    assert graph_boxes(workflow)[1][3] == 30 + recorded
+    workflow["nodes"][1]["widgets_values"] = [*workflow["nodes"][1]["widgets_values"][:6], "from content image",
+                                              *workflow["nodes"][1]["widgets_values"][7:]]
+    assert graph_boxes(workflow)[1][3] == 30 + recorded + LAYOUT["strip_note_height"]
+    workflow["nodes"][0]["size"][0] = 333
+    with pytest.raises(ValueError, match="no height of InfinityStyleStageScheduler recorded at width 333"):
+        workflow_problems(workflow)

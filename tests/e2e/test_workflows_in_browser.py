@@ -66,6 +66,37 @@ def test_the_recorded_minimum_sizes_are_the_front_ends(page):
         assert sizes[node_type] == pytest.approx([width, height], abs=2), node_type
 
 
+def test_the_recorded_stage_strip_heights_are_the_front_ends(page):
+    # A scheduler and its sampler from the ablation (fixed aspect) and from the restyle (aspect from
+    # the content image: the strip adds a note), once per recorded width, the scheduler asking for
+    # 10 px of height: the front end gives it the height the JSON check predicts.
+    widths = sorted(LAYOUT["strip_heights"]["InfinityStyleStageScheduler"], key=int)
+    nodes, links = [], []
+    for stem in ("infinity_style_ablation", "infinity_style_restyle"):
+        source = read(next(p for p in WORKFLOWS if p.stem == stem))
+        link = next(l for l in source["links"] if l[5] == "INFINITY_STAGES")
+        pair = [next(n for n in source["nodes"] if n["id"] == i) for i in (link[1], link[3])]
+        for width in widths:
+            k = len(links)
+            scheduler, sampler = (json.loads(json.dumps(n)) for n in pair)
+            scheduler.update(id=2 * k + 1, pos=[k * 1000, 0], size=[int(width), 10])
+            sampler.update(id=2 * k + 2, pos=[k * 1000 + int(width) + 40, 0])
+            scheduler["outputs"][link[2]]["links"] = [k + 1]
+            for slot in sampler["inputs"]:
+                slot["link"] = k + 1 if slot["link"] == link[0] else None
+            nodes += [scheduler, sampler]
+            links.append([k + 1, 2 * k + 1, link[2], 2 * k + 2, link[4], link[5]])
+    workflow = {"last_node_id": len(nodes), "last_link_id": len(links), "nodes": nodes, "links": links,
+                "groups": [], "config": {}, "extra": {"ds": {"scale": 0.3, "offset": [0, 0]}}, "version": 0.4}
+    load_workflow(page, workflow)
+    page.wait_for_timeout(1000)
+    predicted = graph_boxes(workflow)
+    for node in node_boxes(page):
+        if node["type"] == "InfinityStyleStageScheduler":
+            x, y, w, h = node["graph"]
+            assert [x, y, x + w, y + h] == pytest.approx(list(predicted[node["id"]]), abs=1), node["id"]
+
+
 def test_every_workflow_opens_from_the_template_browser(page, comfy, screenshots):
     listed = comfy.get("/api/workflow_templates")
     assert sorted(listed[PACK_FOLDER]) == sorted(p.stem for p in WORKFLOWS)
