@@ -7,7 +7,7 @@ import torch
 from ..infinity_core.errors import InfinityError
 from ..infinity_core.probe import pixel_differences, probe, probe_runs
 from ..infinity_core.probe_picture import difference_plot, probe_grid
-from ..infinity_core.sampler import SamplingSettings
+from ..infinity_core.sampler import SamplingSettings, seeds_for
 from . import comfy_bridge as bridge
 from ._api import io
 from .common import CATEGORY, ModelIO, TextEncoderIO, VaeIO, user_errors
@@ -67,7 +67,7 @@ class StageProbe(io.ComfyNode):
 
         bridge.load(model, vae, memory_required=_cache_bytes(model.obj, plan, 1 + settings.guided(len(plan))))
         on_scale = _reporter(vae.obj, plan, len(runs))
-        codes = probe(model.obj, base, alternative, plan, seed, settings,
+        codes = probe(model.obj, base, alternative, plan, seeds_for(seed, 1)[0], settings,
                       negative=text.select([2]) if len(prompts) == 3 else None, runs=runs,
                       callback=lambda run, event: on_scale(event))
         images = decode_with_progress(vae.obj, torch.cat(codes))

@@ -467,6 +467,13 @@ def test_stage_probe_cancel_stops_within_one_scale(comfy):
     assert len(rec.progress) == 10
 
 
+def test_stage_probe_refuses_a_seed_outside_the_widget_by_name(plain):
+    model, vae, text_encoder = loaded(plain)
+    message = plain.error("InfinityStyleStageProbe", {"model": model, "vae": vae, "text_encoder": text_encoder},
+                          **QUICK, seed=2 ** 64)
+    assert message.startswith("seed must be")
+
+
 def test_stage_probe_needs_both_prompts(plain):
     model, vae, text_encoder = loaded(plain)
     assert "needs both prompts" in plain.error("InfinityStyleStageProbe", {"model": model, "vae": vae,
