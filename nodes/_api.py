@@ -1,4 +1,4 @@
-"""The one place the pack takes ComfyUI's V3 node API from: `io`, `ui` and `ComfyExtension`.
+"""The one place the pack takes ComfyUI's V3 node API from: `io` and `ComfyExtension`.
 
 Without ComfyUI (tests, run_workflow.py) a minimal mirror of the names the pack uses stands in.
 It accepts the same keyword options per input type as ComfyUI 0.8's `comfy_api.latest`, and
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 try:
-    from comfy_api.latest import ComfyExtension, io, ui
+    from comfy_api.latest import ComfyExtension, io
 except ImportError:
     _COMMON = ("display_name", "optional", "tooltip", "lazy")
     _WIDGET = _COMMON + ("default", "socketless")
@@ -82,15 +82,6 @@ except ImportError:
         def result(self):
             return self.args or None
 
-    class _PreviewImage:
-        """Keeps the picture (ComfyUI would save it to its temp folder for the node to show)."""
-
-        def __init__(self, image, animated: bool = False, cls=None):
-            self.image, self.animated = image, animated
-
-        def as_dict(self) -> dict:
-            return {"images": [], "animated": (self.animated,)}
-
     class ComfyExtension:
         async def on_load(self) -> None:
             pass
@@ -108,6 +99,5 @@ except ImportError:
         Boolean=_comfy_type("BOOLEAN", ("label_on", "label_off", "force_input")),
         Combo=_comfy_type("COMBO", ("options", "control_after_generate", "upload", "image_folder", "remote")),
     )
-    ui = types.SimpleNamespace(PreviewImage=_PreviewImage)
 
-__all__ = ["ComfyExtension", "io", "ui"]
+__all__ = ["ComfyExtension", "io"]

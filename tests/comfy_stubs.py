@@ -160,7 +160,7 @@ def _comfy_api(pack_dir: Path):
     finally:
         del sys.modules[spec.name]
     latest = types.ModuleType("comfy_api.latest")
-    latest.io, latest.ui, latest.ComfyExtension = mirror.io, mirror.ui, mirror.ComfyExtension
+    latest.io, latest.ComfyExtension = mirror.io, mirror.ComfyExtension
     return latest
 
 
