@@ -37,11 +37,11 @@ if ROOT not in sys.path:
 
 import torch  # noqa: E402
 
-from infinity_core.config import TransformerConfig  # noqa: E402
+from infinity_core.network.config import TransformerConfig  # noqa: E402
+from infinity_core.network.text import TextBatch  # noqa: E402
+from infinity_core.network.transformer import InfinityTransformer, build_random_transformer  # noqa: E402
 from infinity_core.sampler import SamplingSettings, generate  # noqa: E402
 from infinity_core.schedules import Schedule, schedule  # noqa: E402
-from infinity_core.text import TextBatch  # noqa: E402
-from infinity_core.transformer import InfinityTransformer, build_random_transformer  # noqa: E402
 
 TINY = TransformerConfig(depth=4, embed_dim=64, num_heads=2, text_channels=128, block_chunks=2)
 # Medium: a plain 1024px (1M) generation takes ~18-20 s on the 2-core CPU box when it is quiet
@@ -229,8 +229,8 @@ import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import torch
 import safetensors.torch
-import infinity_core.checkpoint
-from infinity_core.transformer import load_transformer
+import infinity_core.weights.checkpoint
+from infinity_core.weights.transformer_file import load_transformer
 torch.set_num_threads(int(sys.argv[4]))
 
 def status():

@@ -44,10 +44,10 @@ def child(path: str, option: str, config: str, budget: str, threads: int) -> dic
 
     import torch
     from bench_core import OTHER_LOAD, random_text
-    from infinity_core.config import TransformerConfig
+    from infinity_core.network.config import TransformerConfig
     from infinity_core.sampler import SamplingSettings, generate
     from infinity_core.schedules import schedule
-    from infinity_core.transformer import load_transformer
+    from infinity_core.weights.transformer_file import load_transformer
 
     torch.set_num_threads(threads)
 
@@ -78,9 +78,9 @@ def write_files(folder: str, config: str) -> dict:
     import torch
     from safetensors.torch import save_file
 
-    from infinity_core.config import TransformerConfig
-    from infinity_core.gguf_file import write_gguf
-    from infinity_core.transformer import build_random_transformer
+    from infinity_core.network.config import TransformerConfig
+    from infinity_core.network.transformer import build_random_transformer
+    from infinity_core.weights.gguf_file import write_gguf
 
     state = build_random_transformer(TransformerConfig(**CONFIGS[config]), seed=0).state_dict()
     plain = os.path.join(folder, "model.safetensors")

@@ -55,13 +55,13 @@ if ROOT not in sys.path:
 
 import torch  # noqa: E402
 
-from infinity_core.config import TransformerConfig  # noqa: E402
+from infinity_core.network.config import TransformerConfig  # noqa: E402
+from infinity_core.network.transformer import build_random_transformer  # noqa: E402
+from infinity_core.network.vae import VAEConfig, build_random_vae  # noqa: E402
 from infinity_core.sampler import SamplingSettings, generate  # noqa: E402
 from infinity_core.schedules import schedule  # noqa: E402
 from infinity_core.style import BITS_CACHE, Regions, Stages, StyleConditioning, StyleReference, stylize  # noqa: E402
 from infinity_core.style.regions import FEATURE_CACHE  # noqa: E402
-from infinity_core.transformer import build_random_transformer  # noqa: E402
-from infinity_core.vae import VAEConfig, build_random_vae  # noqa: E402
 
 STYLE_QUICK = TransformerConfig(depth=2, embed_dim=256, num_heads=4, text_channels=256, block_chunks=2)
 # Encoding the style image with this VAE adds ~15-20% to a stylized 1024px run of MEDIUM here:

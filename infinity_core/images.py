@@ -10,7 +10,6 @@ from PIL import Image
 
 from .errors import InfinityError
 
-
 _SIXTEEN_BIT = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # what Pillow makes of 16-bit grey PNG / TIFF
 
 
@@ -60,7 +59,7 @@ def preview_image(vae, summed_codes: torch.Tensor, grid: tuple[int, int]) -> tor
     """A cheap look at a forming image: the summed codes at the latent grid under the current
     scale's (h, w) token grid, decoded to an (h*16, w*16) picture [B, h*16, w*16, 3]. Early
     scales cost almost nothing."""
-    from .quantizer import resize
+    from .network.quantizer import resize
     return decode_images(vae, resize(summed_codes, (1, *vae.patchify.latent_grid(grid))))
 
 

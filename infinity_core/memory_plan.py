@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .config import PRESETS, TransformerConfig
+from .network.config import PRESETS, TransformerConfig
 from .schedules import PIXEL_BUDGETS, schedule
 
 GIB = 2 ** 30
@@ -34,7 +34,7 @@ GGUF_OPTIONS = ("Q8_0", "Q6_K", "Q5_K", "Q5_0", "Q4_K", "Q4_0")
 @functools.lru_cache(maxsize=None)
 def _tensor_kinds(cfg: TransformerConfig) -> dict[tuple[bool, bool], int]:
     """Values of the model by (in the blocks, a Linear or Embedding weight: what low-bit layers hold)."""
-    from .transformer import InfinityTransformer
+    from .network.transformer import InfinityTransformer
 
     one_block = InfinityTransformer(dataclasses.replace(cfg, depth=1, block_chunks=1))  # meta: shapes only
     linear = {f"{name}.weight" for name, m in one_block.named_modules() if isinstance(m, (nn.Linear, nn.Embedding))}

@@ -13,11 +13,10 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from .errors import InfinityError
-from .quantizer import bits_to_codes, resize
+from .network.quantizer import bits_to_codes, resize
+from .network.text import TextBatch
+from .network.transformer import Condition, InfinityTransformer, KVCache
 from .schedules import Schedule
-from .text import TextBatch
-from .transformer import Condition, InfinityTransformer, KVCache
-
 
 # What the Sampler node's widgets allow; API prompts and the command line get the same checks.
 LIMITS = {"cfg": (1.0, 20.0), "tau": (0.05, 2.0), "top_k": (0, 1000), "top_p": (0.0, 1.0), "batch_size": (1, 16)}

@@ -11,11 +11,12 @@ import shutil
 import torch
 from safetensors.torch import save_file
 
-from .config import TransformerConfig
-from .sharded import find_index, write_sharded
+from .network.config import TransformerConfig
+from .network.transformer import build_random_transformer
+from .network.vae import VAEConfig, build_random_vae
 from .tiny_t5 import write_tiny_t5
-from .transformer import build_random_transformer
-from .vae import VAEConfig, build_random_vae, vae_state_dict_for_file
+from .weights.sharded import find_index, write_sharded
+from .weights.vae_file import vae_state_dict_for_file
 
 TINY_TRANSFORMER = TransformerConfig(depth=4, embed_dim=64, num_heads=2, text_channels=128, block_chunks=2)
 TINY_VAE = VAEConfig(32, (1, 1, 1, 1, 1), 1, 32)

@@ -15,8 +15,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ..infinity_core.lowbit import LowBitOps
-from ..infinity_core.sharded import find_index
+from ..infinity_core.weights.lowbit import LowBitOps
+from ..infinity_core.weights.sharded import find_index
 
 try:
     import comfy.model_management as mm

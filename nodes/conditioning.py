@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..infinity_core.errors import InfinityError
+from ..infinity_core.network.text import TextBatch
 from ..infinity_core.style import DEFAULT_TEMPLATE, encode_prompts
-from ..infinity_core.text import TextBatch
 from . import comfy_bridge as bridge
 from ._api import io
 from .common import CATEGORY, ConditioningIO, TextEncoderIO, user_errors

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import torch
 
-from ..infinity_core.checkpoint import is_gguf
 from ..infinity_core.errors import InfinityError
 from ..infinity_core.memory_plan import plan_tooltip
-from ..infinity_core.sharded import checkpoint_bytes
-from ..infinity_core.text import check_text_width, load_text_encoder
-from ..infinity_core.transformer import load_transformer
-from ..infinity_core.vae import load_vae
+from ..infinity_core.weights.checkpoint import is_gguf
+from ..infinity_core.weights.sharded import checkpoint_bytes
+from ..infinity_core.weights.t5_files import check_text_width, load_text_encoder
+from ..infinity_core.weights.transformer_file import load_transformer
+from ..infinity_core.weights.vae_file import load_vae
 from . import comfy_bridge as bridge
 from ._api import io
 from .common import CATEGORY, ModelIO, TextEncoderIO, VaeIO, user_errors

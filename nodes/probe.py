@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..infinity_core.errors import InfinityError
-from ..infinity_core.probe import pixel_differences, probe, probe_runs
-from ..infinity_core.probe_picture import difference_plot, probe_grid
+from ..infinity_core.probe import difference_plot, pixel_differences, probe, probe_grid, probe_runs
 from ..infinity_core.sampler import SamplingSettings, seeds_for
 from . import comfy_bridge as bridge
 from ._api import io

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from infinity_core.config import PRESETS, TransformerConfig, config_from_state_dict, preset_name
+from infinity_core.network.config import PRESETS, TransformerConfig, config_from_state_dict, preset_name
 from infinity_core.errors import InfinityError
-from infinity_core.patchify import Patchify
-from infinity_core.transformer import InfinityTransformer
+from infinity_core.network.patchify import Patchify
+from infinity_core.network.transformer import InfinityTransformer
 
 
 def test_the_8b_preset_has_the_released_shapes():

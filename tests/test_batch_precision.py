@@ -7,7 +7,7 @@ from infinity_core import schedules
 from infinity_core.sampler import SamplingSettings, generate
 from infinity_core.style import StyleConditioning, StyleReference, Stages, stylize
 from infinity_core.tiny import TINY_TRANSFORMER
-from infinity_core.transformer import _place, build_random_transformer
+from infinity_core.network.transformer import place_weights, build_random_transformer
 from tiny import random_image, random_text, tiny_models
 
 SCHEDULE = schedules.schedule(1.0, "0.06M")
@@ -17,7 +17,7 @@ STAGES = Stages(fine_steps=frozenset({4, 5}))  # 0.06M has 7 scales
 
 @pytest.fixture(scope="module", params=[torch.bfloat16, torch.float16, torch.float32], ids=str)
 def model(request):
-    return _place(build_random_transformer(TINY_TRANSFORMER, 0), "cpu", request.param)
+    return place_weights(build_random_transformer(TINY_TRANSFORMER, 0), "cpu", request.param)
 
 
 def test_plain_image_i_of_a_batch_is_the_single_run_with_seed_plus_i(model):

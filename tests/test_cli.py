@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from infinity_core import schedules
-from infinity_core import __main__ as cli
-from infinity_core import model_files
-from infinity_core.__main__ import main
+from infinity_core import cli, schedules
+from infinity_core.cli import main
+from infinity_core.cli import stylize as stylize_command
 from infinity_core.tiny import write_tiny_models
+from infinity_core.weights import model_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,7 +121,7 @@ def test_style_image_weights_and_paths_with_an_equals_sign_reach_the_engine(mode
 
     def capture(model, vae, cond, styles, *args, **kwargs):
         raise Captured([s.weight for s in styles])
-    monkeypatch.setattr(cli, "stylize", capture)
+    monkeypatch.setattr(stylize_command, "stylize", capture)
     with pytest.raises(Captured) as got:
         main(["stylize", *_flags(models), "--content", "a cat", "--style", "ink", "--out", str(tmp_path / "o.png"),
               "--style-image", str(tmp_path / "a=b.png"), "--style-image", f"{tmp_path / 's.png'}=0.5",

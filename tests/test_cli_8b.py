@@ -4,7 +4,8 @@ import shutil
 
 from PIL import Image
 
-import infinity_core.__main__ as cli
+import infinity_core.cli as cli
+from infinity_core.cli import generate as generate_command
 from infinity_core.tiny import write_tiny_8b_models
 
 
@@ -18,8 +19,8 @@ def test_8b_folder_is_found_with_its_own_vae_and_tau(tmp_path, monkeypatch):
                 models / "vae" / "infinity_vae_d32reg.pth")  # the 2B VAE beside it must not be picked
     shutil.copytree(tiny["text_encoder"], models / "text_encoders" / "flan-t5-xl")
     used = []
-    real_generate = cli.generate
-    monkeypatch.setattr(cli, "generate", lambda *a: used.append(a[4]) or real_generate(*a))
+    real_generate = generate_command.generate
+    monkeypatch.setattr(generate_command, "generate", lambda *a: used.append(a[4]) or real_generate(*a))
     out = tmp_path / "cat.png"
     assert cli.main(["generate", "--models", str(models), "--prompt", "a cat", "--pn", "0.06M", "--out", str(out)]) == 0
     assert Image.open(out).size == (256, 256) and used[0].tau == 1.0

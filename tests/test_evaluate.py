@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from infinity_core import schedules
-from infinity_core.__main__ import main
+from infinity_core.cli import main
 from infinity_core.errors import InfinityError
 from infinity_core.evaluate import run as run_module
 from infinity_core.evaluate.clip import cosine, load_clip

@@ -8,13 +8,15 @@ import pytest
 import torch
 
 from golden_cases import case_names, load_case, relative_error
-from infinity_core import quantizer, schedules
-from infinity_core.config import config_from_state_dict
-from infinity_core.patchify import Patchify
+from infinity_core import schedules
+from infinity_core.network import quantizer
+from infinity_core.network.config import config_from_state_dict
+from infinity_core.network.patchify import Patchify
 from infinity_core.sampler import SamplingSettings, generate
-from infinity_core.text import TextBatch
-from infinity_core.transformer import load_transformer
-from infinity_core.vae import VAEConfig, load_vae
+from infinity_core.network.text import TextBatch
+from infinity_core.weights.transformer_file import load_transformer
+from infinity_core.network.vae import VAEConfig
+from infinity_core.weights.vae_file import load_vae
 
 
 @pytest.fixture(scope="module", params=case_names())

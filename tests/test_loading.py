@@ -6,10 +6,11 @@ import torch
 from safetensors.torch import save_file
 
 from golden_cases import case_names, load_case
-from infinity_core.checkpoint import read_state_dict
-from infinity_core.config import PRESETS, TransformerConfig, config_from_state_dict, preset_name
+from infinity_core.weights.checkpoint import read_state_dict
+from infinity_core.network.config import PRESETS, TransformerConfig, config_from_state_dict, preset_name
 from infinity_core.errors import CheckpointError, InfinityError
-from infinity_core.transformer import InfinityTransformer, build_random_transformer, load_transformer
+from infinity_core.network.transformer import InfinityTransformer, build_random_transformer
+from infinity_core.weights.transformer_file import load_transformer
 from tiny import TINY_TRANSFORMER
 
 
@@ -153,7 +154,7 @@ def test_raw_parameters_follow_the_input_device_and_dtype(tiny_state, tmp_path):
     block = model.blocks[0]
     block.sa.q_bias.data = block.sa.q_bias.data.float()  # as if left behind in another dtype
     x = torch.randn(1, 4, 64, dtype=torch.bfloat16)
-    from infinity_core.transformer import _bias
+    from infinity_core.network.transformer import _bias
     assert _bias(x, block.sa.q_bias, None, block.sa.v_bias).dtype == torch.bfloat16
 
 

@@ -25,17 +25,18 @@ from safetensors.torch import load_file, save_file
 
 gguf = pytest.importorskip("gguf")  # in requirements.txt: CI always has it
 
-from infinity_core import ggml  # noqa: E402
+from infinity_core.weights import ggml  # noqa: E402
 from infinity_core.errors import CheckpointError, InfinityError  # noqa: E402
-from infinity_core.gguf_file import read_gguf, write_gguf  # noqa: E402
-from infinity_core.lowbit import Linear as LowBitLinear  # noqa: E402
+from infinity_core.weights.gguf_file import read_gguf, write_gguf  # noqa: E402
+from infinity_core.weights.lowbit import Linear as LowBitLinear  # noqa: E402
 from infinity_core.memory_plan import GIB, kv_cache_bytes, t5_weight_bytes, weight_bytes  # noqa: E402
-from infinity_core.config import PRESETS  # noqa: E402
+from infinity_core.network.config import PRESETS  # noqa: E402
 from infinity_core.sampler import SamplingSettings, filter_logits, generate, run_scales  # noqa: E402
 from infinity_core.schedules import schedule  # noqa: E402
-from infinity_core.text import load_text_encoder  # noqa: E402
 from infinity_core.tiny_t5 import write_tiny_t5  # noqa: E402
-from infinity_core.transformer import build_random_transformer, load_transformer  # noqa: E402
+from infinity_core.network.transformer import build_random_transformer  # noqa: E402
+from infinity_core.weights.t5_files import load_text_encoder  # noqa: E402
+from infinity_core.weights.transformer_file import load_transformer  # noqa: E402
 from tiny import TINY_TRANSFORMER, random_text  # noqa: E402
 
 PLAN = schedule(1.0, "0.06M")
@@ -398,7 +399,7 @@ def test_the_loader_loads_gguf_transformer_and_t5_with_the_packs_ops(comfy_pack)
         **comfy_pack.files, "transformer": "tiny-Q4_0.gguf",
         "text_encoder": f"{comfy_pack.files['text_encoder']}/t5-Q8_0.gguf"}).args
     layer = model.obj.blocks[0].ffn.fc1
-    assert isinstance(layer, comfy_pack.mod("infinity_core.lowbit").Linear)  # ComfyUI-GGUF is not installed here
+    assert isinstance(layer, comfy_pack.mod("infinity_core.weights.lowbit").Linear)  # ComfyUI-GGUF is not installed here
     assert layer.qtype == gguf.GGMLQuantizationType.Q4_0 and layer.weight.dtype == torch.int8
     assert text_encoder.obj.model.shared.qtype == gguf.GGMLQuantizationType.Q8_0
     assert text_encoder.obj.encode(["a cat"]).features.shape[-1] == 128
@@ -414,7 +415,7 @@ def test_fp8_precision_stores_blocks_in_fp8_with_comfyuis_casting_layers(comfy_p
 @pytest.mark.parametrize("stylized", [False, True])
 def test_the_sampler_hands_comfyui_the_cache_it_will_fill(comfy_pack, monkeypatch, stylized):
     pack = comfy_pack
-    transformer = pack.mod("infinity_core.transformer")
+    transformer = pack.mod("infinity_core.network.transformer")
     peak = [0]
     extend = transformer.KVCache.extend
 

@@ -4,12 +4,12 @@ import torch
 
 from infinity_core import schedules
 from infinity_core.errors import InfinityError
-from infinity_core.probe import ProbeRun, pixel_differences, probe, probe_runs
-from infinity_core.probe_picture import BAR, BAR_WIDTH, COLUMNS, GAP, LABEL, TILE, difference_plot, probe_grid
-from infinity_core.quantizer import bits_to_codes, resize
+from infinity_core.probe.run import ProbeRun, pixel_differences, probe, probe_runs
+from infinity_core.probe.picture import BAR, BAR_WIDTH, COLUMNS, GAP, LABEL, TILE, difference_plot, probe_grid
+from infinity_core.network.quantizer import bits_to_codes, resize
 from infinity_core.sampler import SamplingSettings, draw_bits, generate
-from infinity_core.text import TextBatch
-from infinity_core.transformer import KVCache
+from infinity_core.network.text import TextBatch
+from infinity_core.network.transformer import KVCache
 from tiny import random_text, tiny_models
 
 SCHEDULE = schedules.schedule(1.0, "0.06M")  # 7 scales: 1, 2, 4, 6, 8, 12, 16

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from infinity_core import quantizer, schedules
+from infinity_core import schedules
 from infinity_core.errors import InfinityError
+from infinity_core.network import quantizer
 from infinity_core.sampler import SamplingSettings, generate
 from infinity_core.style import BITS_CACHE, Regions, Stages, StyleConditioning, StyleReference, stylize
 from infinity_core.style import regions as regions_module

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from infinity_core import schedules
-from infinity_core.__main__ import main
+from infinity_core.cli import main
 from infinity_core.tiny import write_tiny_models
 
 

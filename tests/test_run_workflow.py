@@ -80,7 +80,7 @@ def test_a_workflow_that_does_not_fit_the_nodes_is_refused_clearly(tmp_path, cac
 
 def test_a_damaged_tiny_model_set_is_built_again(tmp_path):
     from infinity_core.tiny import write_tiny_models
-    from infinity_core.transformer import load_transformer
+    from infinity_core.weights.transformer_file import load_transformer
     paths = write_tiny_models(str(tmp_path))
     whole = Path(paths["transformer"]).read_bytes()
     Path(paths["transformer"]).write_bytes(whole[: len(whole) // 2])  # an interrupted first run

@@ -5,11 +5,12 @@ import os
 import pytest
 import torch
 
-from infinity_core import checkpoint, sharded
 from infinity_core.errors import CheckpointError
-from infinity_core.sharded import checkpoint_bytes, write_sharded
+from infinity_core.network.transformer import build_random_transformer
 from infinity_core.tiny import TINY_8B_TRANSFORMER
-from infinity_core.transformer import build_random_transformer, load_transformer
+from infinity_core.weights import checkpoint, sharded
+from infinity_core.weights.sharded import checkpoint_bytes, write_sharded
+from infinity_core.weights.transformer_file import load_transformer
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Tests that fail on bugs the rest of the suite let through: each names the bug it guards against."""
 import torch
 
-from infinity_core import quantizer
+from infinity_core.network import quantizer
 from infinity_core.sampler import filter_logits, generate
 from infinity_core.style import BITS_CACHE, StyleConditioning, StyleReference, Stages, generation_prompt
 from infinity_core.style.control import StyleAttention

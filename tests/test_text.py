@@ -14,8 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from infinity_core.errors import InfinityError
-from infinity_core.text import MAX_TOKENS, T5TextEncoder, TextBatch, load_text_encoder
+from infinity_core.network.text import MAX_TOKENS, T5TextEncoder, TextBatch
 from infinity_core.tiny_t5 import write_tiny_t5
+from infinity_core.weights.t5_files import load_text_encoder
 
 PROMPTS = [
     "a cat",
@@ -309,9 +310,9 @@ def test_an_unreadable_tokenizer(tiny, tmp_path):
 
 
 def test_spiece_model_alone_without_protobuf_names_protobuf(tiny, tmp_path, monkeypatch):
-    from infinity_core import text
+    from infinity_core.weights import t5_files
     folder = copy_of(tiny, tmp_path / "t5", drop=("tokenizer.json",))
-    monkeypatch.setattr(text, "_installed", lambda module: module != "google.protobuf")
+    monkeypatch.setattr(t5_files, "_installed", lambda module: module != "google.protobuf")
     with pytest.raises(InfinityError) as err:
         load_text_encoder(folder)
     msg = str(err.value)
@@ -319,7 +320,7 @@ def test_spiece_model_alone_without_protobuf_names_protobuf(tiny, tmp_path, monk
 
 
 def test_a_t5_of_another_width_is_refused_at_load(tmp_path):
-    from infinity_core.text import check_text_width
+    from infinity_core.weights.t5_files import check_text_width
     narrow = load_text_encoder(write_tiny_t5(str(tmp_path / "narrow"), d_model=64))
     with pytest.raises(InfinityError, match="64-wide features, but the transformer reads 128-wide"):
         check_text_width(narrow, 128, str(tmp_path / "narrow"))
@@ -327,9 +328,9 @@ def test_a_t5_of_another_width_is_refused_at_load(tmp_path):
 
 
 def test_a_prompt_over_512_tokens_warns_that_it_was_cut(encoder, caplog):
-    with caplog.at_level("WARNING", logger="infinity_core.text"):
+    with caplog.at_level("WARNING", logger="infinity_core.network.text"):
         encoder.encode(["a cat"])
         assert not caplog.records
         encoder.encode(["a cat", "word " * 600])
-    cut = [r.getMessage() for r in caplog.records if r.name == "infinity_core.text"]
+    cut = [r.getMessage() for r in caplog.records if r.name == "infinity_core.network.text"]
     assert len(cut) == 1 and "Prompt 2 of 2" in cut[0] and "reads 512, so the rest was cut" in cut[0]

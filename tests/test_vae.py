@@ -11,10 +11,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from golden_cases import case_names, load_case
-from infinity_core import quantizer
 from infinity_core.errors import CheckpointError, InfinityError
-from infinity_core.vae import (BSQVAE, PRESETS, VAEConfig, build_random_vae, config_from_state_dict,
-                               load_vae, vae_state_dict_for_file)
+from infinity_core.network import quantizer
+from infinity_core.network.vae import BSQVAE, PRESETS, VAEConfig, build_random_vae, config_from_state_dict
+from infinity_core.weights.vae_file import load_vae, vae_state_dict_for_file
 
 CASES = case_names()
 TINY = VAEConfig(32, (1, 1, 1, 1, 1), 2, 32)

@@ -1,10 +1,10 @@
 """Tiny random models for tests, built from the same classes as the real ones."""
 import torch
 
-from infinity_core.text import TextBatch
+from infinity_core.network.text import TextBatch
 from infinity_core.tiny import TINY_FAMILIES, TINY_TRANSFORMER  # noqa: F401 (TINY_TRANSFORMER: for test_loading)
-from infinity_core.transformer import build_random_transformer
-from infinity_core.vae import build_random_vae
+from infinity_core.network.transformer import build_random_transformer
+from infinity_core.network.vae import build_random_vae
 
 
 def tiny_models(seed: int = 0, family: str = "2b"):

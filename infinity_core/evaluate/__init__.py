@@ -5,5 +5,5 @@ styles x configurations, with a resumable run and its reports.
 clip: CLIP from a local folder and the two cosines. protocol: prompt, style and configuration
 inputs. run: the run loop and its folder. report: summary.md, scatter.png, contact sheets.
 stats: the mean's 95 % interval. progress: the bar. tiny_clip: a random CLIP folder for tests.
-cli: the subcommand.
+The subcommand itself is `cli/evaluate.py`.
 """

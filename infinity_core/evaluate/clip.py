@@ -13,9 +13,9 @@ import os
 import torch
 from PIL import Image
 
-from ..checkpoint import read_state_dict
 from ..errors import InfinityError
-from ..text import _first_line, _from_pretrained_kwargs
+from ..weights.checkpoint import read_state_dict
+from ..weights.t5_files import _first_line, _from_pretrained_kwargs
 
 OPENAI_CLIP = "openai/clip-vit-base-patch32"
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin")

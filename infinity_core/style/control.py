@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from ..transformer import AttentionCall, plain_attention
+from ..network.transformer import AttentionCall, plain_attention
 from .mechanisms import adaptive_query_sharing, key_stage_attention_sharing
 from .stages import Stages
 

@@ -17,9 +17,9 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from ..errors import InfinityError
+from ..network.text import TextBatch
 from ..sampler import SamplingSettings, ScaleEvent, draw_bits, make_generators, run_scales
 from ..schedules import Schedule
-from ..text import TextBatch
 from .control import RowLayout, StyleAttention
 from .mechanisms import feature_initialization
 from .prompts import StyleConditioning

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import InfinityError
-from ..text import TextBatch
+from ..network.text import TextBatch
 
 DEFAULT_TEMPLATE = "{content} in {style}"
 

@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InfinityError
+from ..network.text import TextBatch
+from ..network.transformer import AttentionCall, plain_attention
 from ..sampler import SamplingSettings, draw_bits, make_generators, run_scales
 from ..schedules import Schedule
-from ..text import TextBatch
-from ..transformer import AttentionCall, plain_attention
 from .clustering import MAX_REGIONS, Segmentation, segment
 from .references import BITS_CACHE, mask_on_grid, object_token, tensor_digest
 from .stages import Stages

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from .errors import InfinityError
-from .style import Regions
-from .style.clustering import MAX_REGIONS
-from .style.region_map import draw_region_map
+from ..errors import InfinityError
+from ..style import Regions
+from ..style.clustering import MAX_REGIONS
+from ..style.region_map import draw_region_map
 
 
 def add_region_options(parser: argparse.ArgumentParser) -> None:

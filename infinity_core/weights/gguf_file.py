@@ -8,7 +8,7 @@ ones as `ggml.Quantized`, which the layers decode per call.
 Make a GGUF file of your own checkpoint (Q8_0, Q5_0, Q5_1, Q4_0, Q4_1 or BF16: the types the
 gguf package can quantize):
 
-    python3 -m infinity_core.gguf_file infinity_2b_reg.pth infinity_2b_reg-Q8_0.gguf Q8_0
+    python3 -m infinity_core.weights.gguf_file infinity_2b_reg.pth infinity_2b_reg-Q8_0.gguf Q8_0
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from .errors import CheckpointError, InfinityError
+from ..errors import CheckpointError, InfinityError
 from .ggml import BF16, F16, F32, Quantized
 
 ORIG_SHAPE_KEY = "comfy.gguf.orig_shape."  # ComfyUI-GGUF's override of a tensor's logical shape

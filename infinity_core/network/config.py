@@ -6,7 +6,7 @@ from typing import Mapping
 
 import torch
 
-from .errors import InfinityError
+from ..errors import InfinityError
 from .patchify import Patchify
 
 # Bits per token -> latent positions per token side. 2B: a token is one 32-bit position of

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .images import from_pil, label_font, to_pil
+from ..images import from_pil, label_font, to_pil
 
 TILE = 256          # long side of a grid tile, px
 LABEL = 24          # label band under a tile, px

@@ -12,7 +12,7 @@ import re
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 from .ggml import Quantized
 from .gguf_file import describe, read_gguf
 from .lowbit import Embedding, Linear, LowBitOps

@@ -6,10 +6,10 @@ import os
 
 import torch
 
-from .errors import InfinityError
-from .text import check_text_width, load_text_encoder
-from .transformer import load_transformer
-from .vae import load_vae
+from ..errors import InfinityError
+from .t5_files import check_text_width, load_text_encoder
+from .transformer_file import load_transformer
+from .vae_file import load_vae
 
 # slot -> (sub-folder of --models, file names in the README's model table order, flag)
 MODEL_FILES = {

@@ -9,23 +9,21 @@ import torch
 
 from .. import schedules
 from ..errors import InfinityError
+from ..evaluate.clip import load_clip
+from ..evaluate.protocol import FINESTYLE_TEMPLATE, TABLE2, parse_configuration, read_prompts, read_styles
+from ..evaluate.report import write_reports
+from ..evaluate.run import CSV_NAME, RunSettings, evaluate
 from ..sampler import LIMITS
-from ..model_files import MODEL_FILES, find_model_files, load_models
-from .clip import load_clip
-from .protocol import FINESTYLE_TEMPLATE, TABLE2, parse_configuration, read_prompts, read_styles
-from .report import write_reports
-from .run import CSV_NAME, RunSettings, evaluate
+from ..weights.model_files import MODEL_FILES, find_model_files, load_models
 
 TINY_CLIP = ("clip", "tiny-random-clip")
+HELP = "score prompts x styles x configurations with CLIP (the paper's Table 1 and 2)"
+DESCRIPTION = ("Make every prompt x style x configuration image, score it with CLIP (S_txt, S_img) and "
+               "write scores.csv, summary.md, scatter.png and a contact sheet per configuration. "
+               "Run the same command again to resume a stopped run.")
 
 
-def add_evaluate_command(commands) -> None:
-    """Register `evaluate` on the main command line's subparsers."""
-    p = commands.add_parser(
-        "evaluate", formatter_class=argparse.ArgumentDefaultsHelpFormatter, help="score prompts x styles x configurations with CLIP (the paper's Table 1 and 2)",
-        description="Make every prompt x style x configuration image, score it with CLIP (S_txt, S_img) and "
-                    "write scores.csv, summary.md, scatter.png and a contact sheet per configuration. "
-                    "Run the same command again to resume a stopped run.")
+def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompts", required=True,
                    help="the FineStyle prompt CSV (content_prompt, superclass, ...) or a text file, one content a line")
     p.add_argument("--styles", required=True, help="a CSV with an image and a style prompt per style")
@@ -56,14 +54,13 @@ def add_evaluate_command(commands) -> None:
     p.add_argument("--top-p", type=float, default=0.97,
                    help="drop a bit outcome under probability 1 - top_p (%s to %s; 0 = off)" % LIMITS["top_p"])
     p.add_argument("--sheet", default="4x4", help="prompts x styles on each contact sheet")
-    p.set_defaults(run=run_evaluate)
 
 
 def _paths(args) -> dict[str, str]:
     """Model and CLIP paths by kind, from the flags or the models folder."""
     if args.tiny:
         from ..tiny import write_tiny_models
-        from .tiny_clip import write_tiny_clip
+        from ..evaluate.tiny_clip import write_tiny_clip
 
         folder = args.models or os.path.join(args.out, "tiny-models")
         tiny = write_tiny_models(folder)
@@ -87,7 +84,7 @@ def _sheet(text: str) -> tuple[int, int]:
     return int(prompts), int(styles)
 
 
-def run_evaluate(args) -> int:
+def run(args) -> int:
     try:
         for flag in ("samples", "max_prompts"):
             value = getattr(args, flag)

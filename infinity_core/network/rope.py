@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .schedules import Schedule
+from ..schedules import Schedule
 
 ROPE_BASE = 10000.0
 

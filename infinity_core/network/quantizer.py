@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import InfinityError
+from ..errors import InfinityError
 
 CODEBOOK_DIMS = (32, 14)  # bits per latent position of the released VAEs
 

@@ -12,10 +12,10 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .errors import InfinityError
-from .sampler import SamplingSettings, ScaleEvent, TextAt, generate
-from .schedules import Schedule
-from .text import TextBatch
+from ..errors import InfinityError
+from ..network.text import TextBatch
+from ..sampler import SamplingSettings, ScaleEvent, TextAt, generate
+from ..schedules import Schedule
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Callable, Optional
 
 import torch
 
+from ..errors import CheckpointError
 from .checkpoint import read_state_dict
-from .errors import CheckpointError
 
 INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 

@@ -1,0 +1,48 @@
+"""Run Infinity from files, without ComfyUI.
+
+  python -m infinity_core generate --models DIR --prompt "a cat" --out cat.png
+  python -m infinity_core stylize --models DIR --content "a cat" --style "watercolor painting" \\
+      --style-image ref.png --out cat_watercolor.png
+  python -m infinity_core evaluate --models DIR --clip CLIP_DIR --prompts P.csv --styles S.csv --out RUN
+
+DIR is laid out like ComfyUI's models folder: infinity/infinity_2b_reg.pth, vae/infinity_vae_d32reg.pth,
+text_encoders/flan-t5-xl/ (.safetensors copies of the two files work too), or give --transformer/--vae/--t5.
+For Infinity-8B: infinity/infinity_8b_weights/ (the sharded folder) and vae/infinity_vae_d56_f8_14_patchify.pth.
+--tiny runs a tiny random model set instead, to try the pipeline (its images are noise).
+Every value is checked before any model loads.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import InfinityError
+from . import evaluate, generate, stylize
+
+# Each command is a module with HELP, add_options(parser) and run(args) -> exit code; a new
+# command is a module and a line here.
+COMMANDS = {"generate": generate, "stylize": stylize, "evaluate": evaluate}
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default, and the description as written."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m infinity_core", description=__doc__, formatter_class=_Help)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, command in COMMANDS.items():
+        sub = commands.add_parser(name, help=command.HELP, description=getattr(command, "DESCRIPTION", command.HELP),
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        command.add_options(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except InfinityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
