@@ -1,5 +1,5 @@
 """The memory a generation needs before it starts: the transformer's weights as stored, and the
-KV cache at a pixel budget. One formula for the Loader's tooltip, the README table and the
+KV cache at a pixel budget. One formula for the Loader's tooltip, the memory table (docs/memory.md) and the
 sampler (which hands ComfyUI the cache size so it offloads other models when needed).
 
 Weights follow what `load_transformer` keeps: in bf16 / fp16 the blocks take 2 bytes a value and

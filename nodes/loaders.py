@@ -49,8 +49,8 @@ class Loader(io.ComfyNode):
                                tooltip="The Infinity transformer, from models/infinity: infinity_2b_reg.pth, or an "
                                        "8B weights folder as downloaded (infinity_8b_weights or "
                                        "infinity_8b_512x512_weights: shards and their index file). A .gguf file "
-                                       "(Q8_0, Q4_0, Q4_K ...) stays quantized on the GPU; see the README's memory "
-                                       "plan. " + plan_tooltip()),
+                                       "(Q8_0, Q4_0, Q4_K ...) stays quantized on the GPU; see the pack's "
+                                       "docs/memory.md. " + plan_tooltip()),
                 io.Combo.Input("vae", options=bridge.model_files("vae"),
                                tooltip="The BSQ VAE that goes with it, from models/vae: infinity_vae_d32reg.pth for "
                                        "2B, infinity_vae_d56_f8_14_patchify.pth for 8B."),

@@ -72,7 +72,7 @@ def _paths(args) -> dict[str, str]:
     paths = find_model_files(args.models, {slot: getattr(args, slot) for slot in MODEL_FILES})
     if not args.clip:
         raise InfinityError("Give the CLIP folder with --clip (for the paper's protocol openai/clip-vit-base-patch32 "
-                            "in Hugging Face format; see the README's evaluation section).")
+                            "in Hugging Face format; see docs/evaluation.md).")
     paths["clip"] = args.clip
     return paths
 
