@@ -13,6 +13,9 @@ test("one labelled cell per scale, in as many columns as fit", () => {
   assert.equal(wide.rows, 1);
   assert.equal(wide.cells[3].label.text, "3: 6x6");
   assert.equal(wide.cells[12].label.text, "12: 64x64");
+  const wideImage = stripLayout(schedule(TABLE, 512 / 1536, "1M"), 1000).cells;  // 1536x512, 3:1 landscape
+  assert.equal(wideImage[12].label.text, "12: 111x37", "width x height, as ComfyUI writes sizes");
+  assert.equal(stripLayout(schedule(TABLE, 2.0, "1M"), 1000).cells[3].label.text, "3: 3x6", "1:2 portrait");
   const narrow = stripLayout(square, 520);
   assert.equal(narrow.columns, 7);
   assert.equal(narrow.rows, 2);
