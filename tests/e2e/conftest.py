@@ -23,6 +23,23 @@ HOW_TO_RUN = ("browser tests need a built ComfyUI: run `bash tests/e2e/build_com
               "`INFINITYSTYLE_COMFY_ENV=<the folder it printed> <folder>/venv/bin/python -m pytest tests/e2e`")
 
 
+def pytest_collection_modifyitems(items):
+    """One server per front end (its tests together), and on each the node modes in turn: classic
+    first on the pinned front end, Nodes 2.0 first on the newest. A workflow run at its default size
+    is made in the first mode and comes from ComfyUI's cache in the second, so the live previews of
+    a real run are seen in each mode once."""
+    front_ends, modes = list(FRONT_ENDS), list(NODE_MODES)
+
+    def order(item):
+        params = getattr(item, "callspec", None) and item.callspec.params
+        if not params or "comfy" not in params:
+            return (-1, 0)
+        fe = front_ends.index(params["comfy"])
+        mode = modes.index(params["node_mode"]) if "node_mode" in params else -1
+        return (fe, mode if fe % 2 == 0 else -mode)
+    items.sort(key=order)
+
+
 @pytest.fixture(scope="session")
 def comfy_env() -> ComfyEnv:
     folder = os.environ.get("INFINITYSTYLE_COMFY_ENV")

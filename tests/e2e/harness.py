@@ -88,6 +88,7 @@ class ComfyServer:
         for picture in PICTURES.glob("*.png"):
             shutil.copy(picture, self.base / "input" / picture.name)
         self.tiny_files = self._write_tiny_models(self.base / "models")
+        self._link_shipped_names(self.base / "models")
         (self.base / "extra_model_paths.yaml").write_text(
             f"tiny:\n  base_path: {self.base / 'models'}\n  infinity: infinity\n  vae: vae\n"
             "  text_encoders: text_encoders\n", encoding="utf-8")
@@ -104,6 +105,19 @@ class ComfyServer:
                   "print(json.dumps({k: name for k, (_, name) in tiny.TINY_FILES.items()}))\n")
         out = subprocess.run([self.python, "-c", script], check=True, capture_output=True, text=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def _link_shipped_names(self, models: Path) -> None:
+        """The tiny files also under the names the shipped workflows' Loader asks for, as a user with
+        the released files has them: the workflows open without a missing-model warning and run as
+        they are, at their default sizes."""
+        folders = {"transformer": "infinity", "vae": "vae", "text_encoder": "text_encoders"}
+        for path in WORKFLOWS:
+            for node in json.loads(path.read_text(encoding="utf-8"))["nodes"]:
+                if node["type"] == "InfinityStyleLoader":
+                    for kind, name in zip(folders, node["widgets_values"]):
+                        link = models / folders[kind] / name
+                        if not link.exists():
+                            link.symlink_to(models / folders[kind] / self.tiny_files[kind])
 
     # -- running ------------------------------------------------------------------------------------
 
@@ -214,17 +228,25 @@ def load_workflow(page, workflow: dict) -> None:
 
 
 def node_boxes(page) -> list[dict]:
-    """Every node of the loaded graph as the front end sizes it: id, type, title, and its box in
-    graph units [x, y (title top), width, height (title included)] and on the screen."""
+    """Every node of the loaded graph as the front end shows it: id, type, title, and its box on the
+    screen [x, y (title top), width, height (title and any pictures included)] and in graph units.
+    Classic nodes are LiteGraph's boxes; Nodes 2.0 nodes are their elements' boxes."""
     return page.evaluate("""() => {
-        const canvas = window.app.canvas, rect = canvas.canvas.getBoundingClientRect();
+        const canvas = window.app.canvas, rect = canvas.canvas.getBoundingClientRect(), s = canvas.ds.scale;
         const title = window.LiteGraph ? window.LiteGraph.NODE_TITLE_HEIGHT : 30;
         return window.app.rootGraph.nodes.map(n => {
-            const [x, y] = n.pos, [w, h] = n.size;
-            const [sx, sy] = canvas.ds.convertOffsetToCanvas([x, y - title]);
-            const s = canvas.ds.scale;
-            return {id: n.id, type: n.type, title: n.title, graph: [x, y - title, w, h + title],
-                    screen: [rect.left + sx, rect.top + sy, w * s, (h + title) * s]};
+            const element = document.querySelector(`[data-node-id="${n.id}"]`);
+            let screen;
+            if (element) {
+                const r = element.getBoundingClientRect();
+                screen = [r.left, r.top, r.width, r.height];
+            } else {
+                const [sx, sy] = canvas.ds.convertOffsetToCanvas([n.pos[0], n.pos[1] - title]);
+                screen = [rect.left + sx, rect.top + sy, n.size[0] * s, (n.size[1] + title) * s];
+            }
+            const [gx, gy] = canvas.ds.convertCanvasToOffset([screen[0] - rect.left, screen[1] - rect.top]);
+            return {id: Number(n.id), type: n.type, title: n.title, screen,
+                    graph: [gx, gy, screen[2] / s, screen[3] / s]};
         });
     }""")
 
