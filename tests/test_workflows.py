@@ -85,6 +85,27 @@ def test_workflow_names_the_real_models_and_shipped_images(specs, path):
         assert sampler["widgets_values"][seed_at + 1] in rw.SEED_CONTROLS
 
 
+# The released files' download addresses (Hugging Face FoundationVision/Infinity; the front end
+# shows the file's page, /blob/, for /resolve/) and the model folder the Loader reads each from.
+MODEL_ENTRIES = [
+    {"name": "infinity_2b_reg.pth", "directory": "infinity",
+     "url": "https://huggingface.co/FoundationVision/Infinity/resolve/main/infinity_2b_reg.pth"},
+    {"name": "infinity_vae_d32reg.pth", "directory": "vae",
+     "url": "https://huggingface.co/FoundationVision/Infinity/resolve/main/infinity_vae_d32reg.pth"},
+]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_lists_its_model_files_for_the_front_ends_missing_models_list(specs, path):
+    # As ComfyUI's own templates do: the front end lists an entry whose name is one of the node's
+    # widget values when that file is not in its folder. The T5 encoder is a folder: front end
+    # 1.35.9 would list a folder entry as missing even when it is installed, so it has none.
+    for loader in nodes_of(load(path), "InfinityStyleLoader"):
+        assert loader["properties"]["models"] == MODEL_ENTRIES
+        values = rw.widget_values(specs["InfinityStyleLoader"], loader["widgets_values"])
+        assert [e["name"] for e in MODEL_ENTRIES] == [values["transformer"], values["vae"]]
+
+
 def _links_into(workflow, node, name):
     slot = [i["name"] for i in node["inputs"]].index(name)
     return node["inputs"][slot]["link"]
