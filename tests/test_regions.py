@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from infinity_core import schedules
 from infinity_core.errors import InfinityError
+from infinity_core.images import preview_image
 from infinity_core.network import quantizer
 from infinity_core.sampler import SamplingSettings, generate
 from infinity_core.style import BITS_CACHE, Regions, Stages, StyleConditioning, StyleReference, stylize
@@ -298,3 +299,22 @@ def test_bad_region_settings_say_what_to_do(models, cond):
         run(models, cond, regions=Regions(strength=-1))
     with pytest.raises(InfinityError, match="style 2 has none"):
         run(models, cond, styles=(STYLES[0], StyleReference(None)), regions=Regions())
+
+
+def test_the_region_map_shows_the_picture_the_content_regions_were_found_in(models, cond):
+    # No content image: the content path as it stood at the regions step (the last fine step), the
+    # very picture a plain run of the content prompt previews at that step.
+    model, vae = models
+    found = []
+    run(models, cond, regions=Regions(count=2), on_regions=found.append)
+    step = max(FINE)
+    previews = {}
+    generate(model, cond.content, SCHEDULE, [7], SETTINGS, negative=cond.negative,
+             callback=lambda e: previews.setdefault(e.step, e.summed_codes))
+    expected = preview_image(vae, previews[step], SCHEDULE.scales[step])
+    assert torch.equal(found[0].content_picture(), expected)
+    # A content image: that image.
+    content = random_image(64, 64, 30)
+    found.clear()
+    run(models, cond, regions=Regions(count=2), content_image=content, on_regions=found.append)
+    assert found[0].content_picture() is content
