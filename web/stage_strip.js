@@ -17,6 +17,7 @@ import { MESSAGE_PAD, stripView } from "./lib/strip_view.js";
 const SCHEDULER = "InfinityStyleStageScheduler";
 const SAMPLER = "InfinityStyleSampler";
 const WIDTH = 520;  // seven cells a row: two rows for the 13 scales of 1M
+const DOM_MARGIN = 10;  // a DOM widget's inset from the node's sides in classic mode
 const HISTORY_RUNS = 64;  // how far back /history is read for the samplers' last runs
 const COLOURS = { init: "#5a8cdc", key: "#f0a03c", fine: "#5abe78", "": "#3a3a40", off: "#6e6e78" };
 const TEXT = "#e6e6e6", DIM = "#9a9aa4", ERROR = "#ff6e5a", BACKGROUND = "#1e1e22";
@@ -157,8 +158,8 @@ class Strip {
     this.images = new Map();  // preview url -> <img>, kept while shown so a redraw does not reload it
     this.widget = node.addDOMWidget("stage_strip", "infinitystyle.stage_strip", this.element, {
       serialize: false,  // not in the prompt: the text widgets are what runs
-      getMinHeight: () => this.view.height,
-      getMaxHeight: () => this.view.height,
+      getMinHeight: () => this.refresh().height,  // asked while the node is sized, before any frame
+      getMaxHeight: () => this.refresh().height,
     });
     this.widget.serialize = false;  // nor in widgets_values
     this.element.addEventListener("pointerdown", (e) => this.press(e));
@@ -180,17 +181,20 @@ class Strip {
   // Recomputes the view when anything it shows changed: the texts and switches, a connected
   // sampler's size widgets, a link, a run, the width. Polled (see below): those changes come from
   // other nodes and the front end's own widgets, with no one event for them in both node modes.
+  // Returns the view.
   refresh() {
-    const width = this.element.clientWidth || this.node.size[0];
+    // The element's width once placed; before, the width the classic front end will give it.
+    const width = this.element.clientWidth || this.node.size[0] - 2 * DOM_MARGIN;
     const settings = settingsOf(this.node), samplers = samplersOf(this.node);
     const key = JSON.stringify([settings, samplers, width]);
-    if (key === this.key) return;
+    if (key === this.key) return this.view;
     this.key = key;
     this.view = stripView(table, settings, samplers, width, measure);
     const shown = new Set(this.view.cells.map((c) => c.preview).filter(Boolean));
     for (const url of this.images.keys()) if (!shown.has(url)) this.images.delete(url);
     render(this);
     this.fit();
+    return this.view;
   }
 
   // Grows the node when the strip outgrows it (a longer message, more scales), and shrinks a node
@@ -310,7 +314,8 @@ app.registerExtension({
       nodeType.prototype.onNodeCreated = function (...args) {
         const result = onNodeCreated?.apply(this, args);
         const strip = addStrip(this);
-        this.setSize([Math.max(this.size[0], WIDTH), this.computeSize()[1]]);
+        this.size[0] = Math.max(this.size[0], WIDTH);
+        this.setSize([this.size[0], this.computeSize()[1]]);
         strip.fittedHeight = this.size[1];
         return result;
       };

@@ -6,7 +6,7 @@ export const FONT_SIZE = 12;     // labels and messages: readable at 100 % zoom
 export const LINE_HEIGHT = 15;
 export const MARGIN = 8;
 export const HEADER = 22;        // legend and schedule summary
-export const CELL_MIN_WIDTH = 72; // fits "12: 111x37" at 12 px
+export const CELL_MIN_WIDTH = 68; // fits "12: 111x37" (59 px at 12 px); seven a row in a 520 px node in Nodes 2.0
 export const BOX_MAX = 64;
 export const MIN_FRACTION = 0.3;  // the 1x1 scale still shows its preview and colour
 
