@@ -106,6 +106,7 @@ function cellElement(strip, cell) {
   const e = element("div", "cell", { left: px(cell.x), top: px(cell.y), width: px(cell.width), height: px(cell.height) });
   e.dataset.step = cell.step;
   e.dataset.role = cell.role;
+  if (cell.unfit) e.dataset.unfit = "";
   const boxStyle = { left: px(box.x - cell.x), top: px(box.y - cell.y), width: px(box.width), height: px(box.height) };
   const shape = element("div", "box", boxStyle);
   if (cell.preview) {
@@ -139,7 +140,7 @@ function render(strip) {
     entry.style.setProperty("--colour", item.on ? COLOURS[item.role] : COLOURS.off);
     legend.appendChild(entry);
   }
-  const summary = element("div", "off", { right: px(MARGIN + 4), top: "4px" }, v.summary);
+  const summary = element("div", "summary off", { right: px(MARGIN + 4), top: "4px" }, v.summary);
   const lines = v.lines.map((line, i) => element("div", v.error ? "message error" : "message",
     { left: px(MARGIN + MESSAGE_PAD), top: px(v.layout.height + i * LINE_HEIGHT) }, line));
   strip.element.replaceChildren(legend, summary, ...v.layout.cells.map((_, i) => cellElement(strip, v.cells[i])), ...lines);
@@ -245,7 +246,7 @@ class Strip {
 
   paint(step) {
     this.strokeStep = step;
-    const texts = textsFor(strokeTo(this.stroke, step), this.stroke.base);
+    const texts = textsFor(strokeTo(this.stroke, step), this.refresh().sets);  // against the texts as they are now
     for (const [name, text] of [["key_steps", texts.key], ["fine_steps", texts.fine]]) {
       const w = widget(this.node, name);
       if (text === undefined || !w) continue;
