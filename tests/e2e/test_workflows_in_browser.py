@@ -15,6 +15,10 @@ from harness import PACK_FOLDER, WORKFLOWS, load_workflow, node_boxes, widget_va
 RUN_TIMEOUT_MS = 20 * 60_000
 
 PROBE = next(p for p in WORKFLOWS if p.stem == "infinity_stage_probe")
+# Its 21 nodes at the sizes Nodes 2.0 gives them do not fit a 1600x900 window at a zoom where classic
+# nodes still show text (issue 21): it fails there until it is laid out anew (fewer or smaller nodes).
+ABLATION = "infinity_style_ablation"
+NOT_YET_LAID_OUT = pytest.mark.xfail(strict=True, reason="issue 21: the ablation is not yet laid out for Nodes 2.0")
 
 
 def read(path) -> dict:
@@ -33,7 +37,9 @@ def pack_errors(page) -> list[str]:
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_loads_whole_with_its_widget_values_and_shows_all_of_itself(page, comfy, node_mode, path,
-                                                                            screenshots):
+                                                                            screenshots, request):
+    if path.stem == ABLATION and node_mode == "nodes2":
+        request.applymarker(NOT_YET_LAID_OUT)
     workflow = read(path)
     load_workflow(page, workflow)
     page.wait_for_timeout(1500)  # LoadImage pictures
