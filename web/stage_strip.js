@@ -77,6 +77,8 @@ const STYLE = `
 .infinitystyle-strip .cell { cursor: pointer; }
 .infinitystyle-strip .box { position: absolute; box-sizing: border-box; }
 .infinitystyle-strip .box img { width: 100%; height: 100%; display: block; image-rendering: pixelated; }
+.infinitystyle-strip .hatch { position: absolute; inset: 0;
+  background: linear-gradient(to top right, transparent calc(50% - 1px), rgba(20, 20, 24, 0.7) 0 calc(50% + 1px), transparent 0); }
 .infinitystyle-strip .label { position: absolute; left: 0; right: 0; text-align: center; }
 .infinitystyle-strip .message { color: ${DIM}; }
 .infinitystyle-strip .message.error { color: ${ERROR}; }
@@ -117,10 +119,7 @@ function cellElement(strip, cell) {
     shape.style.background = colour;
     shape.style.backgroundImage = gridLines(cell.grid);
   }
-  if (!cell.on && cell.role) {  // switched off: hatched
-    shape.style.backgroundImage = "linear-gradient(to top right, transparent calc(50% - 1px), " +
-      "rgba(20, 20, 24, 0.7) 0 calc(50% + 1px), transparent 0)" + (cell.preview ? "" : `, ${gridLines(cell.grid) || "none"}`);
-  }
+  if (!cell.on && cell.role) shape.appendChild(element("div", "hatch"));  // switched off
   e.appendChild(shape);
   if (cell.overlap || cell.unfit) {  // in both stages, or past a connected sampler's last scale
     e.appendChild(element("div", "box", { left: px(box.x - cell.x - 3), top: px(box.y - cell.y - 3),
@@ -156,6 +155,7 @@ class Strip {
     this.element = element("div", "infinitystyle-strip");
     this.key = null;
     this.stroke = null;
+    this.placed = false;  // its node has been in a graph (the loop drops it once it is in none)
     this.images = new Map();  // preview url -> <img>, kept while shown so a redraw does not reload it
     this.widget = node.addDOMWidget("stage_strip", "infinitystyle.stage_strip", this.element, {
       serialize: false,  // not in the prompt: the text widgets are what runs
@@ -259,8 +259,14 @@ class Strip {
 }
 
 // One loop for every strip on the page, cheap when nothing changed (a few small strings compared).
+// A strip whose node left its graph (deleted, or its workflow closed) leaves the loop.
 function poll() {
-  for (const strip of strips) strip.refresh();
+  for (const strip of strips) {
+    if (strip.node.graph?.getNodeById(strip.node.id) === strip.node) {
+      strip.placed = true;
+      strip.refresh();
+    } else if (strip.placed) strips.delete(strip);
+  }
   if (strips.size) requestAnimationFrame(poll);
 }
 
@@ -268,11 +274,6 @@ function addStrip(node) {
   const strip = new Strip(node);
   if (!strips.size) requestAnimationFrame(poll);
   strips.add(strip);
-  const onRemoved = node.onRemoved;
-  node.onRemoved = function (...args) {
-    strips.delete(strip);
-    return onRemoved?.apply(this, args);
-  };
   return strip;
 }
 
