@@ -100,11 +100,11 @@ def model_dirs(folder: str) -> list[str]:
 
 
 def text_encoder_choices() -> list[str]:
-    """T5 folders, and GGUF weight files inside them (read with the folder's config and tokenizer)."""
-    folders = model_dirs("text_encoders")
-    in_folders = sorted(name for name in model_files("text_encoders")
-                        if name.lower().endswith(".gguf") and os.path.dirname(name) in folders)
-    return folders + in_folders
+    """T5 folders, and GGUF files anywhere under text_encoders: a T5 encoder GGUF made by llama.cpp
+    (flan-t5-xl-encoder-Q8_0.gguf) carries its own tokenizer; one that does not is read with the
+    config and tokenizer of the flan-t5-xl folder it is in."""
+    gguf_files = [name for name in model_files("text_encoders") if name.lower().endswith(".gguf")]
+    return model_dirs("text_encoders") + gguf_files
 
 
 def find_model(folder: str, name: str) -> Optional[str]:

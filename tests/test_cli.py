@@ -107,7 +107,8 @@ def test_missing_model_files_are_all_listed_with_the_readme_names(tmp_path, caps
     assert main(["generate", "--models", str(tmp_path / "models"), "--t5", str(tmp_path / "t5"), "--prompt", "a cat",
                  "--out", str(tmp_path / "y.png")]) == 2
     err = capsys.readouterr().err
-    assert "infinity_2b_reg.pth or infinity_2b_reg.safetensors or infinity_8b_weights in" in err and f"--t5 {tmp_path / 't5'}" in err
+    assert ("infinity_2b_reg.pth or infinity_2b_reg.safetensors or infinity_8b_weights or infinity_2b_reg_Q8_0.gguf in"
+            in err) and f"--t5 {tmp_path / 't5'}" in err
     assert "infinity_vae_d32reg" not in err and "add --tiny" in err
 
 

@@ -35,7 +35,7 @@ def _gguf():
     return gguf
 
 
-def _reader(path: str):
+def open_gguf(path: str):
     gguf = _gguf()
     try:
         return gguf.GGUFReader(path)
@@ -44,26 +44,32 @@ def _reader(path: str):
                               "download it again.") from exc
 
 
-def _field_value(reader, key: str):
+def field_value(reader, key: str):
+    """A metadata value of a GGUF file: a str, a number, a list of them, or None when absent.
+    (Written out here: `ReaderField.contents()` is newer than the oldest gguf the pack takes.)"""
+    gguf = _gguf()
     field = reader.fields.get(key)
-    if field is None or not field.data:
+    if field is None or not field.types:
         return None
-    parts = [field.parts[i] for i in field.data]
-    if len(parts) == 1 and parts[0].dtype == np.uint8:
-        return bytes(parts[0]).decode("utf-8", "replace")
-    return [int(p[0]) for p in parts]
+    values = [field.parts[i] for i in field.data]
+    if field.types[-1] == gguf.GGUFValueType.STRING:
+        values = [bytes(v).decode("utf-8", "replace") for v in values]
+    else:
+        values = [v.tolist()[0] for v in values]
+    return values if field.types[0] == gguf.GGUFValueType.ARRAY else values[0]
 
 
 def architecture(reader) -> str:
-    return _field_value(reader, "general.architecture") or "(none given)"
+    return field_value(reader, "general.architecture") or "(none given)"
 
 
-def read_gguf(path: str) -> dict[str, torch.Tensor | Quantized]:
-    """Every tensor of a GGUF file by name, in torch's shape order, copied out of the mapping."""
-    reader = _reader(path)
+def read_gguf(path: str, reader=None) -> dict[str, torch.Tensor | Quantized]:
+    """Every tensor of a GGUF file by name, in torch's shape order, copied out of the mapping
+    (`reader`: the file already opened with `open_gguf`, whose metadata can take seconds to read)."""
+    reader = reader or open_gguf(path)
     state = {}
     for tensor in reader.tensors:
-        shape = _field_value(reader, ORIG_SHAPE_KEY + tensor.name) or [int(n) for n in reversed(tensor.shape)]
+        shape = field_value(reader, ORIG_SHAPE_KEY + tensor.name) or [int(n) for n in reversed(tensor.shape)]
         data = torch.from_numpy(np.array(tensor.data))  # a private copy: the mapping is read-only
         qtype = int(tensor.tensor_type)
         if qtype in (F32, F16):
@@ -78,11 +84,11 @@ def read_gguf(path: str) -> dict[str, torch.Tensor | Quantized]:
     return state
 
 
-def describe(path: str, state: Mapping) -> str:
+def describe(path: str, state: Mapping, reader=None) -> str:
     """One line saying what a GGUF file holds, for errors."""
     names = list(state)
     shown = ", ".join(names[:6]) + (f" ... ({len(names)} in all)" if len(names) > 6 else "")
-    return f"this GGUF file (architecture {architecture(_reader(path))}) holds: {shown or '(no tensors)'}"
+    return f"this GGUF file (architecture {architecture(reader or open_gguf(path))}) holds: {shown or '(no tensors)'}"
 
 
 def write_gguf(path: str, state: Mapping[str, torch.Tensor], qtype: str = "Q8_0", arch: str = "infinity") -> dict:
