@@ -15,7 +15,10 @@ with R_max = 10% of the largest logit error. Measured on these models: R is 0.1%
 """
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import sys
 import warnings
 
 import numpy as np
@@ -434,3 +437,21 @@ def test_the_sampler_hands_comfyui_the_cache_it_will_fill(comfy_pack, monkeypatc
         links["conditioning"] = pack.run("InfinityStyleTextEncode", {"text_encoder": text_encoder}).args[0]
     pack.run("InfinityStyleSampler", links, pixel_budget="0.06M")
     assert peak[0] > 0 and pack.recorder.memory_required[-1] == peak[0]
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0"])
+def test_with_comfyui_gguf_installed_a_gguf_file_computes_what_it_computes_without(comfy_pack, gguf_files,
+                                                                                 monkeypatch, qtype):
+    """ComfyUI-GGUF's layers (a stand-in with its decoding rules) run the transformer when that pack is
+    loaded: the logits must be the pack's own layers' to the bit, so the same seed draws the same image."""
+    import comfy_stubs
+
+    path, _ = gguf_files[qtype]
+    standin = comfy_stubs.comfyui_gguf_ops(comfy_pack.stubs.comfy_ops)
+    monkeypatch.setitem(sys.modules, "ComfyUI-GGUF.ops", standin)
+    infinity = comfy_pack.stubs.folder_paths.get_folder_paths("infinity")[0]
+    shutil.copy(path, os.path.join(infinity, os.path.basename(path)))
+    model = comfy_pack.run("InfinityStyleLoader", **{**comfy_pack.files, "transformer": os.path.basename(path)}).args[0]
+    layer = model.obj.blocks[0].ffn.fc1
+    assert isinstance(layer, standin.GGMLOps.Linear) and isinstance(layer.weight, standin.GGMLTensor)
+    assert torch.equal(teacher_forced(model.obj), teacher_forced(load_transformer(path)))
