@@ -4,10 +4,13 @@
   python -m infinity_core stylize --models DIR --content "a cat" --style "watercolor painting" \\
       --style-image ref.png --out cat_watercolor.png
   python -m infinity_core evaluate --models DIR --clip CLIP_DIR --prompts P.csv --styles S.csv --out RUN
+  python -m infinity_core gguf infinity_2b_reg.pth infinity_2b_reg-Q8_0.gguf Q8_0
 
 DIR is laid out like ComfyUI's models folder: infinity/infinity_2b_reg.pth, vae/infinity_vae_d32reg.pth,
 text_encoders/flan-t5-xl/ (.safetensors copies of the two files work too), or give --transformer/--vae/--t5.
 For Infinity-8B: infinity/infinity_8b_weights/ (the sharded folder) and vae/infinity_vae_d56_f8_14_patchify.pth.
+The unofficial GGUF release's names are found too: infinity/infinity_2b_reg_Q8_0.gguf,
+vae/infinity_vae_d32_reg.pth and text_encoders/flan-t5-xl-encoder-Q8_0.gguf.
 --tiny runs a tiny random model set instead, to try the pipeline (its images are noise).
 Every value is checked before any model loads.
 """
@@ -17,11 +20,11 @@ import argparse
 import sys
 
 from ..errors import InfinityError
-from . import evaluate, generate, stylize
+from . import evaluate, generate, gguf, stylize
 
 # Each command is a module with HELP, add_options(parser) and run(args) -> exit code; a new
 # command is a module and a line here.
-COMMANDS = {"generate": generate, "stylize": stylize, "evaluate": evaluate}
+COMMANDS = {"generate": generate, "stylize": stylize, "evaluate": evaluate, "gguf": gguf}
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

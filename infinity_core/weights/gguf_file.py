@@ -3,17 +3,11 @@
 Reading needs the optional `gguf` package (`pip install gguf`). Tensor names are the
 checkpoint's own (`block_chunks.0.module.0.sa.mat_qkv.weight`), with GGUF's shape order (the
 reverse of torch's). Float tensors (F32, F16, BF16) come back as torch tensors; block-quantized
-ones as `ggml.Quantized`, which the layers decode per call.
-
-Make a GGUF file of your own checkpoint (Q8_0, Q5_0, Q5_1, Q4_0, Q4_1 or BF16: the types the
-gguf package can quantize):
-
-    python3 -m infinity_core.weights.gguf_file infinity_2b_reg.pth infinity_2b_reg-Q8_0.gguf Q8_0
+ones as `ggml.Quantized`, which the layers decode per call. `python3 -m infinity_core gguf` writes
+one from a checkpoint (`write_gguf`).
 """
 from __future__ import annotations
 
-import os
-import sys
 from typing import Mapping
 
 import numpy as np
@@ -23,7 +17,7 @@ from ..errors import CheckpointError, InfinityError
 from .ggml import BF16, F16, F32, Quantized
 
 ORIG_SHAPE_KEY = "comfy.gguf.orig_shape."  # ComfyUI-GGUF's override of a tensor's logical shape
-QUANTIZABLE = ("Q8_0", "Q5_0", "Q5_1", "Q4_0", "Q4_1", "BF16")
+QUANTIZABLE = ("Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "BF16")  # what the gguf package can write
 
 
 def _gguf():
@@ -112,23 +106,3 @@ def write_gguf(path: str, state: Mapping[str, torch.Tensor], qtype: str = "Q8_0"
     writer.write_tensors_to_file()
     writer.close()
     return written
-
-
-def main(argv: list[str]) -> int:
-    from .checkpoint import read_state_dict
-
-    if len(argv) != 3 or argv[2] not in QUANTIZABLE:
-        print(__doc__.split("\n\n")[-1].strip(), file=sys.stderr)
-        return 2
-    source, target, qtype = argv
-    if os.path.exists(target):
-        print(f"{target} exists; not overwriting it.", file=sys.stderr)
-        return 1
-    written = write_gguf(target, read_state_dict(source), qtype)
-    kept = sum(t == "F32" for t in written.values())
-    print(f"wrote {target}: {len(written) - kept} tensors in {qtype}, {kept} in F32")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
