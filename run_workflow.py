@@ -112,15 +112,15 @@ def _load_image(image, upload, input_dirs=()):
     if path is None:
         raise WorkflowError(f"LoadImage: {image!r} is not in {', '.join(map(str, input_dirs))}.")
     images = importlib.import_module(f"{PACK_NAME}.infinity_core.images")
+    errors = importlib.import_module(f"{PACK_NAME}.infinity_core.errors")
     try:
-        img = Image.open(path)
-    except OSError as exc:
-        raise WorkflowError(f"LoadImage: {path} is not an image Pillow can read ({exc}).") from None
-    with img:
-        rgb = images.pil_to_rgb(img)
-        # like ComfyUI: the mask is 1 - alpha, or an empty 64x64 mask without alpha
-        mask = (1.0 - np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0 if "A" in img.getbands()
-                else np.zeros((64, 64), dtype=np.float32))
+        img = images.open_picture(str(path))  # upright by its EXIF orientation, as ComfyUI's LoadImage
+    except errors.InfinityError as exc:
+        raise WorkflowError(f"LoadImage: {exc}") from None
+    rgb = images.pil_to_rgb(img)
+    # like ComfyUI: the mask is 1 - alpha, or an empty 64x64 mask without alpha
+    mask = (1.0 - np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0 if "A" in img.getbands()
+            else np.zeros((64, 64), dtype=np.float32))
     return (torch.from_numpy(rgb)[None], torch.from_numpy(mask)[None]), []
 
 
