@@ -421,3 +421,28 @@ def test_progress_counts_the_whole_run_and_the_time_left(monkeypatch):
     for _ in range(3):
         quiet.advance()
     assert log.getvalue().count("\n") == 1 and "3/3 images" in log.getvalue()
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--cfg", "nan"], "cfg must be a number from 1.0 to 20.0"), (["--tau", "0"], "tau must be"),
+    (["--top-k", "-1"], "top_k must be"), (["--seed", "-1"], "a seed is a whole number"),
+])
+def test_bad_sampling_values_are_refused_as_the_arguments_are_read(run_inputs, tmp_path, capsys, extra, fragment):
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", *run_inputs, *extra, "--out", str(tmp_path / "o")])
+    assert done.value.code == 2 and fragment in capsys.readouterr().err
+
+
+def test_stages_and_the_out_folder_are_checked_before_any_model_loads(run_inputs, tmp_path, capsys, monkeypatch):
+    from infinity_core.weights import model_files
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the values were checked")
+    for name in ("load_transformer", "load_vae", "load_text_encoder"):
+        monkeypatch.setattr(model_files, name, refuse)
+    assert main(["evaluate", *run_inputs, "--config", "x:key=9", "--out", str(tmp_path / "o")]) == 2
+    assert "Key step 9 is out of range: this schedule has 7 scales" in capsys.readouterr().err  # --pn 0.06M
+    (tmp_path / "a-file").write_text("x")
+    assert main(["evaluate", *run_inputs, "--out", str(tmp_path / "a-file" / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"is below {tmp_path / 'a-file'}, which is a file" in err and "Traceback" not in err

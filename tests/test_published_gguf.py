@@ -3,7 +3,6 @@ infinity_vae_d32_reg.pth) as people download it: found by its names by the Loade
 line (generate, stylize, evaluate), and the T5 encoder GGUF working alone, from its own metadata.
 The files are the tiny model set written in that layout (`published_layout`)."""
 import json
-import os
 import shutil
 
 import numpy as np

@@ -294,7 +294,7 @@ def test_style_features_are_read_once_across_seeds(models, cond):
 def test_bad_region_settings_say_what_to_do(models, cond):
     with pytest.raises(InfinityError, match="auto or 1-8"):
         run(models, cond, regions=Regions(count=9))
-    with pytest.raises(InfinityError, match="strength must be 0 or more"):
+    with pytest.raises(InfinityError, match="strength must be from 0 to 10"):
         run(models, cond, regions=Regions(strength=-1))
     with pytest.raises(InfinityError, match="style 2 has none"):
         run(models, cond, styles=(STYLES[0], StyleReference(None)), regions=Regions())

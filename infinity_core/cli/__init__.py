@@ -27,8 +27,16 @@ from . import evaluate, generate, gguf, stylize
 COMMANDS = {"generate": generate, "stylize": stylize, "evaluate": evaluate, "gguf": gguf}
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows each option's default, and the description as written."""
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default once (not when its help already says it in words, and not for
+    an option that is off, empty or not given by default), and the description as written."""
+
+    def _get_help_string(self, action):
+        text, default = action.help or "", action.default
+        nothing = default is None or default is False or default is argparse.SUPPRESS or default in ("", [])
+        if action.option_strings and "default" not in text and not nothing:  # `is False`: 0 is a value
+            text += " (default: %(default)s)"
+        return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, command in COMMANDS.items():
         sub = commands.add_parser(name, help=command.HELP, description=getattr(command, "DESCRIPTION", command.HELP),
-                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                  formatter_class=_Help)
         command.add_options(sub)
         sub.set_defaults(run=command.run)
     return parser

@@ -15,6 +15,7 @@ from ..evaluate.report import write_reports
 from ..evaluate.run import CSV_NAME, RunSettings, evaluate
 from ..sampler import LIMITS
 from ..weights.model_files import MODEL_FILES, find_model_files, load_models
+from .job import check_out_folder, limited, seed_number
 
 TINY_CLIP = ("clip", "tiny-random-clip")
 HELP = "score prompts x styles x configurations with CLIP (the paper's Table 1 and 2)"
@@ -41,17 +42,18 @@ def add_options(p: argparse.ArgumentParser) -> None:
                         "Sharing), d (+ Adaptive Query Sharing); or NAME:SETTING=VALUE;... such as "
                         "'late:key=3,4;fine=5-8'. Repeat for several; default a, b, c, d")
     p.add_argument("--out", required=True, help="the run folder (created; an existing run in it is resumed)")
-    p.add_argument("--seed", type=int, default=0, help="sample k of prompt i uses seed + i*samples + k")
+    p.add_argument("--seed", type=seed_number, default=0, help="sample k of prompt i uses seed + i*samples + k")
     p.add_argument("--samples", type=int, default=1, help="images per prompt, style and configuration")
     p.add_argument("--max-prompts", type=int, help="only the first N prompts (a quick look)")
     p.add_argument("--template", default=FINESTYLE_TEMPLATE, help="the generation prompt, from {content} and {style}")
     p.add_argument("--aspect", type=float, default=1.0, help="height / width; the nearest template is used")
     p.add_argument("--pn", default="1M", choices=list(schedules.PIXEL_BUDGETS), help="pixel budget")
-    p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance (%s to %s; 1 = off)" % LIMITS["cfg"])
-    p.add_argument("--tau", type=float, default=0.5, help="sampling temperature (%s to %s)" % LIMITS["tau"])
-    p.add_argument("--top-k", type=int, default=900,
+    p.add_argument("--cfg", type=limited("cfg"), default=3.0,
+                   help="classifier-free guidance (%s to %s; 1 = off)" % LIMITS["cfg"])
+    p.add_argument("--tau", type=limited("tau"), default=0.5, help="sampling temperature (%s to %s)" % LIMITS["tau"])
+    p.add_argument("--top-k", type=limited("top_k", integer=True), default=900,
                    help="keep the k likeliest outcomes of each bit (%s to %s; 0 = off)" % LIMITS["top_k"])
-    p.add_argument("--top-p", type=float, default=0.97,
+    p.add_argument("--top-p", type=limited("top_p"), default=0.97,
                    help="drop a bit outcome under probability 1 - top_p (%s to %s; 0 = off)" % LIMITS["top_p"])
     p.add_argument("--sheet", default="4x4", help="prompts x styles on each contact sheet")
 
@@ -97,7 +99,10 @@ def run(args) -> int:
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
             raise InfinityError(f"Two configurations are named the same ({', '.join(names)}); give each its own name.")
-        schedules.schedule(args.aspect, args.pn)  # a bad aspect fails now, not after loading the models
+        schedule = schedules.schedule(args.aspect, args.pn)  # a bad aspect fails now, not after loading the models
+        for config in configs:  # steps too (the layer range needs the model)
+            config.stages.validate(schedule, depth=None)
+        check_out_folder(args.out)
         settings = RunSettings(args.seed, args.samples, args.cfg, args.tau, args.top_k, args.top_p, args.pn,
                                args.aspect, args.template)
         paths = _paths(args)
