@@ -7,7 +7,9 @@ Run it with ComfyUI's own Python. It writes the tiny model set in the published 
 (infinity_2b_reg_Q8_0.gguf, flan-t5-xl-encoder-Q8_0.gguf, infinity_vae_d32_reg.pth) plus a Q4_0
 transformer, then starts two scratch ComfyUI servers, the pack linked into both custom_nodes
 folders and ComfyUI-GGUF into the second only, queues the same text-to-image graph for each
-transformer on both, and compares the saved PNGs pixel for pixel.
+transformer on both, and compares the saved PNGs pixel for pixel. It also decodes random blocks of
+every GGUF type both decoders know with ComfyUI-GGUF's code (in fp32, as the pack asks it to) and
+the pack's, and compares the values.
 """
 import json
 import os
@@ -86,6 +88,41 @@ def serve_and_run(comfy: Path, base: Path, port: int, transformers: list[str]) -
     return images, (base / "server.log").read_text()
 
 
+def decoders_agree(comfy_dir: str, comfyui_gguf: str) -> bool:
+    """ComfyUI-GGUF's dequantize (dtype fp32) against the pack's, on random blocks of each type."""
+    import gguf
+    import importlib.util
+
+    import torch
+
+    sys.argv = [sys.argv[0], "--cpu"]
+    sys.path.insert(0, comfy_dir)  # before the pack: `import nodes` in ComfyUI-GGUF means ComfyUI's
+    import comfy.options
+    comfy.options.enable_args_parsing()
+    spec = importlib.util.spec_from_file_location("ComfyUI-GGUF", Path(comfyui_gguf) / "__init__.py",
+                                                  submodule_search_locations=[comfyui_gguf])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ComfyUI-GGUF"] = module
+    spec.loader.exec_module(module)
+    theirs = sys.modules["ComfyUI-GGUF.dequant"].dequantize
+    from infinity_core.weights import ggml
+    rng, same = np.random.default_rng(0), True
+    for name in ("Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "Q6_K", "Q5_K", "Q4_K", "Q3_K", "Q2_K", "IQ4_NL", "IQ4_XS"):
+        qtype = gguf.GGMLQuantizationType[name]
+        elements, nbytes = gguf.GGML_QUANT_SIZES[qtype]
+        raw = rng.integers(0, 256, size=(64, nbytes), dtype=np.uint8)
+        scales = {"Q6_K": [208], "Q2_K": [80, 82], "Q3_K": [108], "Q4_1": [0, 2], "Q5_1": [0, 2], "Q4_K": [0, 2],
+                  "Q5_K": [0, 2]}.get(name, [0])  # ordinary fp16 numbers where the block keeps its scales
+        for offset in scales:
+            raw[:, offset:offset + 2] = rng.uniform(-2, 2, (64, 1)).astype(np.float16).view(np.uint8)
+        blocks, shape = torch.from_numpy(raw.reshape(8, -1)), (8, 8 * elements)
+        equal = torch.equal(theirs(blocks, qtype, torch.Size(shape), dtype=torch.float32).float(),
+                            ggml.dequantize(blocks, int(qtype), shape))
+        print(f"{name}: {'the same values' if equal else 'DIFFERENT values'}")
+        same &= equal
+    return same
+
+
 def main(comfy: str, comfyui_gguf: str, work: str | None = None) -> int:
     work = Path(work or tempfile.mkdtemp(prefix="gguf_parity_"))
     models = work / "models"
@@ -118,7 +155,8 @@ def main(comfy: str, comfyui_gguf: str, work: str | None = None) -> int:
               f"(largest difference {int(np.abs(a.astype(int) - b.astype(int)).max())} of 255)")
         same &= differ == 0
     print("SAME IMAGES" if same else "IMAGES DIFFER")
-    return 0 if same else 1
+    decoded = decoders_agree(comfy, comfyui_gguf)
+    return 0 if same and decoded else 1
 
 
 if __name__ == "__main__":
