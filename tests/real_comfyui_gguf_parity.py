@@ -92,8 +92,11 @@ def decoders_agree(comfy_dir: str, comfyui_gguf: str) -> bool:
     """ComfyUI-GGUF's dequantize (dtype fp32) against the pack's, on random blocks of each type."""
     import gguf
     import importlib.util
+    import warnings
 
     import torch
+
+    warnings.simplefilter("ignore")  # the pack's "decoded on the CPU, slowly" notes: expected here
 
     sys.argv = [sys.argv[0], "--cpu"]
     sys.path.insert(0, comfy_dir)  # before the pack: `import nodes` in ComfyUI-GGUF means ComfyUI's
