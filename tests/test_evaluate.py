@@ -19,7 +19,7 @@ from infinity_core.evaluate import run as run_module
 from infinity_core.evaluate.clip import cosine, load_clip
 from infinity_core.evaluate.protocol import (TABLE2, Prompt, Style, generation_template, parse_configuration,
                                              read_prompts, read_styles)
-from infinity_core.evaluate.run import COLUMNS, TIMING_COLUMNS, Case, _Scores
+from infinity_core.evaluate.run import COLUMNS, TIMING_COLUMNS, Case, RunSettings, _Scores, plan
 from infinity_core.evaluate.stats import mean_interval, t_quantile
 from infinity_core.evaluate.tiny_clip import IMAGE_MEAN, IMAGE_SIZE, IMAGE_STD, RESIZE_TO, write_tiny_clip
 from infinity_core.style import generation_prompt
@@ -219,6 +219,27 @@ def test_finestyle_files_read_as_published(tmp_path):
             == "a cat, animals, in watercolor painting style")  # the paper's own example
     assert (generation_prompt("a cat, animals", "oil painting style", generation_template(template, "oil painting style"))
             == "a cat, animals, in oil painting style")
+
+
+@pytest.mark.parametrize("descriptor", ["Oil Painting Style", "oil painting STYLE", "  ukiyo-e Style "])
+def test_a_descriptor_ending_in_style_in_any_case_gets_no_second_style(descriptor):
+    template = "{content}, in {style} style"
+    prompt = generation_prompt("a cat, animals", descriptor, generation_template(template, descriptor))
+    assert prompt == f"a cat, animals, in {descriptor.strip()}"
+
+
+def test_each_sample_of_each_prompt_has_its_own_seed_the_same_in_every_style_and_configuration():
+    """Seed 10, 2 samples: prompt 0 uses 10 and 11, prompt 1 12 and 13, prompt 2 14 and 15."""
+    prompts = [Prompt(f"p{i}", f"prompt {i}") for i in range(3)]
+    styles = [Style("ink", "/styles/ink.png", "ink"), Style("oil", "/styles/oil.png", "oil painting")]
+    cases = plan(prompts, styles, [TABLE2["a"], TABLE2["d"]], RunSettings(seed=10, samples=2))
+    assert len(cases) == 3 * 2 * 2 * 2
+    seeds = {}
+    for case in cases:
+        seeds.setdefault((case.style.id, case.config.name), {}).setdefault(case.prompt.id, []).append(case.seed)
+    assert len(seeds) == 4
+    for by_prompt in seeds.values():
+        assert by_prompt == {"p0": [10, 11], "p1": [12, 13], "p2": [14, 15]}
 
 
 def test_plain_files_and_missing_images(tmp_path):
