@@ -543,6 +543,8 @@ def test_stage_probe_needs_both_prompts(plain):
 # --- semantic style regions -----------------------------------------------------------------------
 
 def test_three_unmasked_styles_painted_region_by_region_with_a_region_map(plain):
+    """The node runs the engine's regions: its codes and region maps are the engine's for the same
+    inputs (seeds 0 and 1), and without Style Regions its codes are the global mix's."""
     model, vae, text_encoder = loaded(plain)
     links = {"model": model, "vae": vae,
              "conditioning": plain.run("InfinityStyleConditioner", {"text_encoder": text_encoder}).args[0],
@@ -551,12 +553,21 @@ def test_three_unmasked_styles_painted_region_by_region_with_a_region_map(plain)
     regions = plain.run("InfinityStyleRegions", regions="3", attention="hard").args[0]
     assert (regions.count, regions.hard) == (3, True)
     codes, region_map = plain.run("InfinityStyleSampler", {**links, "regions": regions}, **QUICK, batch_size=2).args
-    global_codes, note = plain.run("InfinityStyleSampler", links, **QUICK, batch_size=2).args
-    assert codes.summed.shape == global_codes.summed.shape and not torch.equal(codes.summed, global_codes.summed)
-    assert region_map.shape[0] == 2 and region_map.shape[-1] == 3 and region_map.shape[1] > note.shape[1]
-    region_colours = {tuple(c) for c in (region_map[0] * 255).round().flatten(0, 1).tolist()}
-    palette = plain.mod("infinity_core.style.region_map").COLOURS
-    assert any(tuple(float(v) for v in c) in region_colours for c in palette)
+    global_codes, _ = plain.run("InfinityStyleSampler", links, **QUICK, batch_size=2).args
+
+    style, found = plain.mod("infinity_core.style"), []
+    settings = plain.mod("infinity_core.sampler").SamplingSettings(cfg=3.0, tau=0.5, top_k=900, top_p=0.97)
+
+    def engine(**kw):
+        return style.stylize(model.obj, vae.obj, links["conditioning"], links["styles"], links["stages"],
+                             codes.schedule, [0, 1], settings, **kw)
+    assert torch.equal(codes.summed, engine(regions=style.Regions(count=3, hard=True), on_regions=found.append))
+    assert torch.equal(global_codes.summed, engine())
+    assert not torch.equal(codes.summed, global_codes.summed)
+    draw = plain.mod("infinity_core.style.region_map").draw_region_map
+    images = plain.mod("infinity_core.images")
+    assert len(found) == 2 and all(r.plan.content.count == 3 for r in found)
+    assert torch.equal(region_map, torch.cat([images.from_pil(draw(r)) for r in found]))
     assert plain.run("InfinityStyleRegions", mode="global mix").args[0] is None
 
 
