@@ -242,6 +242,21 @@ def test_each_sample_of_each_prompt_has_its_own_seed_the_same_in_every_style_and
         assert by_prompt == {"p0": [10, 11], "p1": [12, 13], "p2": [14, 15]}
 
 
+def test_seeds_near_2_to_the_64_wrap_around_as_a_batchs_do():
+    prompts = [Prompt("p0", "a cat"), Prompt("p1", "a dog")]
+    cases = plan(prompts, [Style("ink", "/styles/ink.png", "ink")], [TABLE2["a"]],
+                 RunSettings(seed=2 ** 64 - 2, samples=2))
+    assert [c.seed for c in cases] == [2 ** 64 - 2, 2 ** 64 - 1, 0, 1]
+
+
+@pytest.mark.parametrize("seed", [str(2 ** 64), "-1", "x"])
+def test_a_seed_outside_0_to_2_to_the_64_is_refused_as_generate_refuses_it(seed, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "--tiny", "--prompts", "p.txt", "--styles", "s.csv", "--seed", seed,
+              "--out", str(tmp_path / "o")])
+    assert exit_.value.code == 2 and "a seed is a whole number from 0 to 2^64 - 1" in capsys.readouterr().err
+
+
 def test_plain_files_and_missing_images(tmp_path):
     (tmp_path / "p.txt").write_text("# contents\na lighthouse\n\n  an owl  \n")
     assert [(p.id, p.content) for p in read_prompts(str(tmp_path / "p.txt"))] == [("p000", "a lighthouse"), ("p001", "an owl")]

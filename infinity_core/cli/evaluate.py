@@ -15,6 +15,7 @@ from ..evaluate.report import write_reports
 from ..evaluate.run import CSV_NAME, RunSettings, evaluate
 from ..sampler import LIMITS
 from ..weights.model_files import MODEL_FILES, find_model_files, load_models
+from .job import read_seed
 
 TINY_CLIP = ("clip", "tiny-random-clip")
 HELP = "score prompts x styles x configurations with CLIP (the paper's Table 1 and 2)"
@@ -41,7 +42,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
                         "Sharing), d (+ Adaptive Query Sharing); or NAME:SETTING=VALUE;... such as "
                         "'late:key=3,4;fine=5-8'. Repeat for several; default a, b, c, d")
     p.add_argument("--out", required=True, help="the run folder (created; an existing run in it is resumed)")
-    p.add_argument("--seed", type=int, default=0, help="sample k of prompt i uses seed + i*samples + k")
+    p.add_argument("--seed", type=read_seed, default=0,
+                   help="sample k of prompt i uses seed + i*samples + k (0 to 2^64 - 1; wraps around)")
     p.add_argument("--samples", type=int, default=1, help="images per prompt, style and configuration")
     p.add_argument("--max-prompts", type=int, help="only the first N prompts (a quick look)")
     p.add_argument("--template", default=FINESTYLE_TEMPLATE, help="the generation prompt, from {content} and {style}")

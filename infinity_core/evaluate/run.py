@@ -21,7 +21,7 @@ from PIL import Image, PngImagePlugin
 from .. import schedules
 from ..errors import InfinityError
 from ..images import decode_images, load_image, to_pil
-from ..sampler import SamplingSettings
+from ..sampler import SEED_RANGE, SamplingSettings
 from ..style import StyleReference, encode_prompts, generation_prompt, stylize
 from .clip import ClipScorer, cosine
 from .progress import Progress
@@ -67,8 +67,9 @@ class Case:
 def plan(prompts: list[Prompt], styles: list[Style], configs: list[Configuration], settings: RunSettings) -> list[Case]:
     """Prompt by prompt, style by style, every configuration in turn: the configurations of one
     pair are made next to each other, so a partial run already compares them. Sample k of prompt
-    i uses seed `seed + i * samples + k` in every style and configuration (paired comparisons)."""
-    return [Case(p, s, c, settings.seed + i * settings.samples + k)
+    i uses seed `seed + i * samples + k` in every style and configuration (paired comparisons),
+    wrapping around at 2^64 as a batch's seeds do."""
+    return [Case(p, s, c, (settings.seed + i * settings.samples + k) % SEED_RANGE)
             for i, p in enumerate(prompts) for s in styles for c in configs for k in range(settings.samples)]
 
 
