@@ -27,7 +27,7 @@ gguf = pytest.importorskip("gguf")  # in requirements.txt: CI always has it
 
 from infinity_core.weights import ggml  # noqa: E402
 from infinity_core.errors import CheckpointError, InfinityError  # noqa: E402
-from infinity_core.weights.gguf_file import read_gguf, write_gguf  # noqa: E402
+from infinity_core.weights.gguf_file import write_gguf  # noqa: E402
 from infinity_core.weights.lowbit import Linear as LowBitLinear  # noqa: E402
 from infinity_core.memory_plan import GIB, kv_cache_bytes, t5_weight_bytes, weight_bytes  # noqa: E402
 from infinity_core.network.config import PRESETS  # noqa: E402

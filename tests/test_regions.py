@@ -1,7 +1,5 @@
 """Semantic style regions: segmentation, matching, and the regional attention and Feature
 Initialization, checked on the tensors attention actually used."""
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -151,7 +149,8 @@ def test_matching_centres_the_features_on_the_mean_over_all_images():
     centres = torch.randn(6, 32, generator=gen)
     # each style region resembles one content centre (cosine about 0.8), with noise per token
     like = centres + 0.75 * torch.randn(6, 32, generator=gen)
-    noisy = lambda table, labels, ids: table[ids][labels] + 0.3 * torch.randn(*labels.shape, 32, generator=gen)  # noqa: E731
+    def noisy(table, labels, ids):
+        return table[ids][labels] + 0.3 * torch.randn(*labels.shape, 32, generator=gen)
     content, first, second = stripes(3), stripes(2), stripes(3)
     features = [noisy(centres, content, torch.tensor([0, 1, 2])), noisy(like, first, torch.tensor([2, 1])),
                 noisy(like, second, torch.tensor([5, 0, 3]))]

@@ -45,7 +45,8 @@ def test_fine_strength_0_is_query_sharing_off_and_a_quarter_takes_a_quarter_of_t
         for (q, k, v), edits in layers:
             for offset, (q_used, _, _, _) in zip((0, 2), edits):  # rows [con, gen | uncond con, uncond gen]
                 q_con, q_gen = q[offset], q[offset + 1]
-                a = (q_gen * q_con).sum(-1, keepdim=True) / (q_gen.norm(dim=-1, keepdim=True) * q_con.norm(dim=-1, keepdim=True))
+                norms = q_gen.norm(dim=-1, keepdim=True) * q_con.norm(dim=-1, keepdim=True)
+                a = (q_gen * q_con).sum(-1, keepdim=True) / norms
                 shared = a * q_gen + (1 - a) * q_con
                 torch.testing.assert_close(q_used, 0.75 * q_gen + 0.25 * shared, rtol=1e-5, atol=1e-6)
 
