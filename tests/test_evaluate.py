@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,6 +54,21 @@ def test_preprocessing_follows_the_folders_processor_config(scorer):
     got = scorer.pixel_values([picture])[0].permute(1, 2, 0).double().numpy()
     assert got.shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_an_odd_margin_is_cropped_as_transformers_does_not_as_openai_clip(scorer):
+    """44 x 40 resizes to 39 x 36, a 7-pixel margin across: transformers' CLIPProcessor starts the
+    crop at 7 // 2 = 3, OpenAI's CLIP (torchvision's CenterCrop) at round(3.5) = 4. The docs say
+    the first is used."""
+    picture = _picture(5, (44, 40))
+    resized = picture.resize((39, RESIZE_TO), Image.BICUBIC)  # int(36 * 44 / 40) = 39
+
+    def crop_at(left):
+        crop = np.asarray(resized.crop((left, 2, left + IMAGE_SIZE, 2 + IMAGE_SIZE)), dtype=np.float64) / 255
+        return (crop - np.array(IMAGE_MEAN)) / np.array(IMAGE_STD)
+    got = scorer.pixel_values([picture])[0].permute(1, 2, 0).double().numpy()
+    np.testing.assert_allclose(got, crop_at(3), atol=1e-4)
+    assert np.abs(got - crop_at(4)).max() > 0.1  # the two crops really differ here
 
 
 def test_scores_match_a_direct_clip_forward(scorer):
@@ -203,6 +219,57 @@ def _styles_file(folder, styles, layout="finestyle"):
             else:
                 writer.writerow([name, descriptor])
     return str(folder / "styles.csv"), paths
+
+
+STYLES_21_HEADER = ["style_id", "figure10_index", "style_name", "style_descriptor", "style_reference_image",
+                    "source_image", "used_for_quantitative_eval_in_paper", "source_note"]
+
+
+def _styles_21_file(root, styles):
+    """A styles file in the published 21-style file's exact layout: <root>/styles/styles_21.csv, its
+    image paths relative to <root>, the repository root one folder above the CSV. `styles`:
+    (descriptor, colour or None for no image on disk, used)."""
+    (root / "styles").mkdir(parents=True, exist_ok=True)
+    images = []
+    with open(root / "styles" / "styles_21.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(STYLES_21_HEADER)
+        for i, (descriptor, colour, used) in enumerate(styles, start=1):
+            relative = f"styles/style_{i:02d}_{descriptor.replace(' ', '_')}.png"
+            if colour is not None:
+                Image.new("RGB", (40, 48), colour).save(root / relative)
+            images.append(str(root / relative))
+            writer.writerow([f"style_{i:02d}", i, descriptor, descriptor, relative, relative, used,
+                             "a stand-in written for this test"])
+    return str(root / "styles" / "styles_21.csv"), images
+
+
+def test_the_published_21_style_layout_is_read_as_published(tmp_path):
+    """Paths start from the folder above the CSV; rows marked False are left out, even when their
+    image is not there."""
+    path, images = _styles_21_file(tmp_path / "repo", [("ink wash", (10, 10, 10), "False"),
+                                                       ("felt collage", (200, 30, 30), "True"),
+                                                       ("pencil hatching", None, "False"),
+                                                       ("tin toy", (30, 30, 200), "True")])
+    with open(path, newline="") as f:
+        assert next(csv.reader(f)) == STYLES_21_HEADER
+    styles = read_styles(path)
+    assert [(s.id, s.text, s.image) for s in styles] == [("style_02", "felt collage", images[1]),
+                                                         ("style_04", "tin toy", images[3])]
+    elsewhere = tmp_path / "copy"
+    shutil.copytree(tmp_path / "repo", elsewhere / "root")
+    assert read_styles(path, str(elsewhere / "root"))[0].image == str(elsewhere / "root" / "styles" /
+                                                                       "style_02_felt_collage.png")
+    lonely = tmp_path / "lonely" / "styles"
+    lonely.mkdir(parents=True)
+    shutil.copy(path, lonely)
+    with pytest.raises(InfinityError, match=r"2 style image\(s\) not found.*style_reference_image start from the "
+                                            "folder above the CSV"):
+        read_styles(str(lonely / "styles_21.csv"))
+    text = Path(path).read_text().replace(",True,", ",maybe,", 1)
+    Path(path).write_text(text)
+    with pytest.raises(InfinityError, match="row 3: used_for_quantitative_eval_in_paper is 'maybe'; write True or False"):
+        read_styles(path)
 
 
 def test_finestyle_files_read_as_published(tmp_path):
