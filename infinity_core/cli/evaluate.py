@@ -30,8 +30,10 @@ DESCRIPTION = ("Make every prompt x style x configuration image, score it with C
 
 
 def _preset_help(key: str, what: str) -> str:
-    values = ", ".join(f"{name} {getattr(preset, key)}" for name, preset in PRESETS.items())
-    return f"{what} (default: the preset's: {values})"
+    """The help of an option whose default is its preset's value (the default preset's first)."""
+    others = "; ".join(f"with --preset {name} {getattr(preset, key)}" for name, preset in PRESETS.items()
+                       if name != "paper")
+    return f"{what}; {others} (default: {getattr(PRESETS['paper'], key)})"
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
