@@ -17,6 +17,19 @@ def ramps(tmp_path):
     return tmp_path / "ramp8.png", tmp_path / "ramp16.png"
 
 
+def test_a_big_endian_16_bit_tiff_keeps_its_brightness(ramps, tmp_path):
+    """16-bit grey stored most significant byte first (Pillow's I;16B, as TIFFs from many tools are)."""
+    ramp = (np.linspace(0.0, 1.0, 256 * 32).reshape(32, 256) * 65535).round().astype(">u2")
+    Image.frombytes("I;16B", (256, 32), ramp.tobytes()).save(tmp_path / "ramp16be.tif")
+    with Image.open(tmp_path / "ramp16be.tif") as opened:
+        assert opened.mode == "I;16B"
+    eight, big_endian = load_image(str(ramps[0])), load_image(str(tmp_path / "ramp16be.tif"))
+    assert abs(big_endian.mean().item() - 0.5) < 0.01 and (eight - big_endian).abs().max() < 1 / 255
+    rw.load_pack()
+    (through_workflow, _), _ = rw._load_image("ramp16be.tif", "image", [tmp_path])
+    assert (through_workflow[0] - big_endian).abs().max() == 0
+
+
 def test_a_16_bit_png_keeps_its_brightness(ramps):
     eight, sixteen = (load_image(str(p)) for p in ramps)
     assert eight.shape == sixteen.shape == (32, 256, 3)

@@ -30,7 +30,7 @@ gguf = pytest.importorskip("gguf")  # in requirements.txt: CI always has it
 
 from infinity_core.weights import ggml  # noqa: E402
 from infinity_core.errors import CheckpointError, InfinityError  # noqa: E402
-from infinity_core.weights.gguf_file import read_gguf, write_gguf  # noqa: E402
+from infinity_core.weights.gguf_file import write_gguf  # noqa: E402
 from infinity_core.weights.lowbit import Linear as LowBitLinear  # noqa: E402
 from infinity_core.memory_plan import GIB, kv_cache_bytes, t5_weight_bytes, weight_bytes  # noqa: E402
 from infinity_core.network.config import PRESETS  # noqa: E402
@@ -235,15 +235,24 @@ def fp32_file(fp32_state, tmp_path_factory):
 
 
 @pytest.mark.parametrize("compute", [torch.float32, torch.bfloat16])
-def test_fp8_stores_the_block_linears_in_8_bits(fp32_file, compute):
+def test_fp8_stores_the_block_linears_in_8_bits(fp32_state, fp32_file, compute):
+    """Block Linear weights: the file's values rounded to fp8; every other block tensor (biases
+    included) the file's in the compute dtype; the rest the file's fp32 values."""
     model = load_transformer(fp32_file, dtype=compute, storage=torch.float8_e4m3fn)
-    for block in model.blocks:
-        for layer in (block.sa.mat_qkv, block.sa.proj, block.ca.mat_q, block.ca.mat_kv, block.ffn.fc1, block.ffn.fc2):
-            assert layer.weight.dtype == torch.float8_e4m3fn and layer.bias is None or layer.bias.dtype == compute
-        assert block.sa.q_bias.dtype == block.ca_norm.weight.dtype == compute
-    assert model.head.weight.dtype == torch.float32 and model.compute_dtype == compute
-    logits = teacher_forced(model)
-    assert torch.isfinite(logits).all()
+    linears = {f"{name}.weight" for name, m in model.named_modules()
+               if name.startswith("block_chunks.") and isinstance(m, torch.nn.Linear)}
+    for block in ("sa.mat_qkv", "sa.proj", "ca.mat_q", "ca.mat_kv", "ffn.fc1", "ffn.fc2"):
+        assert f"block_chunks.0.module.0.{block}.weight" in linears
+    for key, value in model.state_dict().items():
+        file_value = fp32_state[key]
+        if key in linears:
+            assert value.dtype == torch.float8_e4m3fn, key
+            assert torch.equal(value.float(), file_value.to(torch.float8_e4m3fn).float()), key
+        elif key.startswith("block_chunks."):
+            assert value.dtype == compute and torch.equal(value, file_value.to(compute)), key
+        else:
+            assert value.dtype == torch.float32 and torch.equal(value, file_value), key
+    assert model.compute_dtype == compute and torch.isfinite(teacher_forced(model)).all()
 
 
 def test_fp8_with_fp32_compute_is_the_model_with_fp8_rounded_weights(fp32_state, fp32_file):
@@ -316,6 +325,39 @@ def test_t5_from_gguf_encodes_as_its_dequantized_weights(t5_folder, name, tmp_pa
     got, want = encoder.encode(prompts), load_text_encoder(str(reference)).encode(prompts)
     assert got.lens == want.lens
     assert torch.allclose(got.features, want.features, atol=1e-5)
+
+
+def test_a_low_bit_linear_computes_in_its_own_compute_dtype():
+    """T5's `wo` computes in fp32 in an fp16 run: 4 x 100 x 300 = 120000 is past fp16's 65504."""
+    layer = LowBitLinear(4, 2, bias=False)
+    layer.weight = torch.nn.Parameter(torch.full((2, 4), 300.0), requires_grad=False)
+    layer.compute_dtype = torch.float32
+    out = layer(torch.full((1, 4), 100.0, dtype=torch.float16))
+    assert out.dtype == torch.float32 and torch.equal(out, torch.full((1, 2), 120000.0))
+
+
+def test_a_gguf_t5_in_fp16_encodes_as_in_fp32_with_its_ffn_output_in_fp32(t5_folder, tmp_path):
+    """FFN output weights scaled so that `wo`'s output passes fp16's 65504 (as flan-t5-xl's does):
+    fp16 features stay within fp16 rounding of the fp32 ones because `wo` computes in fp32."""
+    state = load_file(str(t5_folder / "model.safetensors"))
+    state.pop("encoder.embed_tokens.weight", None)
+    loud = {k: v * 1e5 if k.endswith("DenseReluDense.wo.weight") else v for k, v in state.items()}
+    folder = tmp_path / "t5"
+    folder.mkdir()
+    for f in t5_folder.iterdir():
+        if f.suffix != ".gguf":
+            (folder / f.name).write_bytes(f.read_bytes())
+    write_gguf(str(folder / "t5-loud-Q8_0.gguf"), loud, "Q8_0", arch="t5encoder")
+    prompts = ["a cat in the snow, watercolor", "red"]
+    full = load_text_encoder(str(folder / "t5-loud-Q8_0.gguf"))
+    largest = []
+    for block in full.model.encoder.block:
+        block.layer[1].DenseReluDense.wo.register_forward_hook(lambda m, i, out: largest.append(out.abs().max()))
+    want = full.encode(prompts).features
+    assert max(largest) > 65504, "wo's output must pass fp16's range for the check to bite"
+    got = load_text_encoder(str(folder / "t5-loud-Q8_0.gguf"), dtype=torch.float16).encode(prompts).features
+    assert torch.isfinite(got).all()
+    assert (got.float() - want).abs().max() < 0.01 * want.abs().max()
 
 
 def test_a_t5_gguf_that_is_not_that_t5_names_what_it_holds(t5_folder, tmp_path):

@@ -31,7 +31,8 @@ def limited(name: str, integer: bool = False) -> Callable[[str], float]:
     return read
 
 
-def seed_number(text: str) -> int:
+def read_seed(text: str) -> int:
+    """An argparse type: a seed the Sampler node's widget takes (0 to 2^64 - 1)."""
     try:
         seeds_for(int(text), 1)
     except (ValueError, InfinityError):
@@ -50,7 +51,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aspect", type=float, default=1.0, help="height / width; the nearest trained shape is used")
     parser.add_argument("--pn", default="1M", choices=list(schedules.PIXEL_BUDGETS),
                         help="pixel budget: 1M is about 1024x1024")
-    parser.add_argument("--seed", type=seed_number, default=0, help=f"0 to 2^64 - 1 ({SEED_RANGE - 1})")
+    parser.add_argument("--seed", type=read_seed, default=0, help=f"0 to 2^64 - 1 ({SEED_RANGE - 1})")
     parser.add_argument("--batch", type=limited("batch_size", integer=True), default=1,
                         help="images, with seeds seed, seed+1, ... (%s to %s)" % LIMITS["batch_size"])
     parser.add_argument("--cfg", type=limited("cfg"), default=3.0,
@@ -64,16 +65,6 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="drop a bit outcome under probability 1 - top_p (%s to %s; 0 = off)" % LIMITS["top_p"])
     parser.add_argument("--negative", default="", help="negative prompt; empty = Infinity's learned null text")
     parser.add_argument("--out", required=True, help="output PNG; a batch adds _0, _1, ...")
-
-
-def check_out_folder(path: str) -> None:
-    """A folder the command can create or add to: not a file, nor below one."""
-    here = os.path.abspath(path)
-    while not os.path.exists(here):
-        here = os.path.dirname(here)
-    if not os.path.isdir(here):
-        where = "is a file" if here == os.path.abspath(path) else f"is below {here}, which is a file"
-        raise InfinityError(f"--out {path} {where}: give a folder for the run.")
 
 
 # --- the run -----------------------------------------------------------------------------------------
