@@ -15,7 +15,10 @@ with R_max = 10% of the largest logit error. Measured on these models: R is 0.1%
 """
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import sys
 import warnings
 
 import numpy as np
@@ -476,3 +479,67 @@ def test_the_sampler_hands_comfyui_the_cache_it_will_fill(comfy_pack, monkeypatc
         links["conditioning"] = pack.run("InfinityStyleTextEncode", {"text_encoder": text_encoder}).args[0]
     pack.run("InfinityStyleSampler", links, pixel_budget="0.06M")
     assert peak[0] > 0 and pack.recorder.memory_required[-1] == peak[0]
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0"])
+def test_with_comfyui_gguf_installed_a_gguf_file_computes_what_it_computes_without(comfy_pack, gguf_files,
+                                                                                 monkeypatch, qtype):
+    """ComfyUI-GGUF's layers (a stand-in with its decoding rules) run the transformer when that pack is
+    loaded: the logits must be the pack's own layers' to the bit, so the same seed draws the same image."""
+    import comfy_stubs
+
+    path, _ = gguf_files[qtype]
+    standin = comfy_stubs.comfyui_gguf_ops(comfy_pack.stubs.comfy_ops)
+    monkeypatch.setitem(sys.modules, "ComfyUI-GGUF.ops", standin)
+    infinity = comfy_pack.stubs.folder_paths.get_folder_paths("infinity")[0]
+    shutil.copy(path, os.path.join(infinity, os.path.basename(path)))
+    model = comfy_pack.run("InfinityStyleLoader", **{**comfy_pack.files, "transformer": os.path.basename(path)}).args[0]
+    layer = model.obj.blocks[0].ffn.fc1
+    assert isinstance(layer, standin.GGMLOps.Linear) and isinstance(layer.weight, standin.GGMLTensor)
+    assert torch.equal(teacher_forced(model.obj), teacher_forced(load_transformer(path)))
+
+
+# --- the gguf command ----------------------------------------------------------------------------------
+
+def test_the_gguf_command_writes_files_the_loader_reads(fp32_state, fp32_file, tmp_path):
+    from infinity_core.cli import main
+    from infinity_core.tiny import TINY_8B_TRANSFORMER
+    from infinity_core.weights.sharded import write_sharded
+
+    target = tmp_path / "tiny-Q8_0.gguf"
+    assert main(["gguf", fp32_file, str(target), "Q8_0"]) == 0
+    expected = teacher_forced(model_with(reference_weights(str(target), fp32_state)))
+    assert torch.equal(teacher_forced(load_transformer(str(target))), expected)
+    assert not list(tmp_path.glob("*.part"))
+    sharded = tmp_path / "tiny-8b"  # the 8B release is a sharded folder
+    write_sharded(build_random_transformer(TINY_8B_TRANSFORMER, 1).state_dict(), str(sharded), shards=2)
+    assert main(["gguf", str(sharded), str(tmp_path / "tiny-8b-Q4_0.gguf"), "Q4_0"]) == 0
+    layer = load_transformer(str(tmp_path / "tiny-8b-Q4_0.gguf")).blocks[3].sa.mat_qkv
+    assert layer.qtype == ggml.Q4_0
+
+
+def test_the_gguf_command_explains_itself_and_its_refusals(fp32_file, tmp_path, capsys):
+    from infinity_core.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["gguf", "--help"])
+    assert done.value.code == 0 and "Q8_0, Q5_1, Q5_0, Q4_1, Q4_0, BF16" in capsys.readouterr().out
+
+    def error(source, target, qtype) -> str:
+        """The message the command prints when it refuses, after checking it wrote nothing."""
+        assert main(["gguf", str(source), str(target), qtype]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err, err
+        assert not target.exists() or target.name == "taken.gguf"
+        return err.strip()
+
+    missing = tmp_path / "none.pth"
+    assert error(missing, tmp_path / "x.gguf", "Q8_0") == f"error: {missing}: no such file."
+    for k_quant, instead in (("Q4_K", "Q4_1"), ("Q5_K", "Q5_1"), ("Q6_K", "Q8_0")):
+        message = error(fp32_file, tmp_path / "k.gguf", k_quant)
+        assert f"{k_quant} cannot be written here" in message and f"Use {instead} instead" in message
+    (tmp_path / "taken.gguf").write_bytes(b"x")
+    assert "exists; not overwriting it" in error(fp32_file, tmp_path / "taken.gguf", "Q8_0")
+    vae = tmp_path / "vae.safetensors"
+    save_file({"encoder.conv_in.conv.weight": torch.zeros(4, 3, 3, 3)}, str(vae))
+    assert "this is not an Infinity transformer checkpoint" in error(vae, tmp_path / "from-vae.gguf", "Q8_0")

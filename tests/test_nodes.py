@@ -455,6 +455,12 @@ def test_an_aspect_not_in_the_list_is_refused_with_the_list(plain, graph):
     ("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 8, 8, 3), "weight": NAN}, "weight must be"),
     ("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 8, 8, 3), "weight": -1.0}, "weight must be"),
     ("InfinityStyleContentImageEncoder", {"image": torch.zeros(1, 0, 0, 3)}, "content image is empty"),
+    ("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 8, 8, 3), "mask": torch.full((1, 8, 8), 7.0)},
+     "Mask values go from 0 (the style does not paint here) to 1 (it paints here); this mask holds 7 to 7"),
+    ("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 8, 8, 3), "mask": torch.linspace(-5, 1, 64).view(8, 8)},
+     "this mask holds -5 to 1"),
+    ("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 8, 8, 3), "mask": torch.ones(64)},
+     "A mask is [H, W] (or a batch [B, H, W]); this one has shape (64,)"),
 ])
 def test_empty_or_nan_pictures_and_bad_weights_are_refused_by_name(plain, node, inputs, fragment):
     widgets = {k: inputs.pop(k) for k in list(inputs) if k == "weight"}
@@ -582,3 +588,31 @@ def test_regions_on_a_plain_prompt_or_a_style_in_words_are_refused(plain):
     assert "in words only" in plain.error("InfinityStyleSampler", {"model": model, "vae": vae, "stages": stages,
                                                                    "conditioning": style_cond, "regions": regions},
                                           **QUICK)
+
+
+def test_a_mask_a_rounding_error_past_0_or_1_is_taken_as_0_or_1(plain):
+    mask = torch.ones(1, 8, 8) + 1e-6  # what other nodes' mask arithmetic can leave
+    styles = plain.run("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 8, 8, 3), "mask": mask}).args[0]
+    assert torch.equal(styles[0].mask, mask[0])
+
+
+@pytest.mark.parametrize("widgets, fragment", [
+    ({"regions": "many"}, "regions 'many' is not one of: auto, 2, 3, 4, 5, 6, 7, 8."),
+    ({"mode": "semantic"}, "mode 'semantic' is not one of: semantic regions, global mix."),
+    ({"attention": "firm"}, "attention 'firm' is not one of: soft, hard."),
+    ({"strength": -1.0}, "The region strength must be from 0 to 10, got -1.0."),
+    ({"position_weight": NAN}, "The position weight must be from 0 to 2, got nan."),
+])
+def test_style_regions_settings_outside_its_widgets_are_refused_by_name(plain, widgets, fragment):
+    assert plain.error("InfinityStyleRegions", **widgets) == fragment
+
+
+def test_regions_with_every_style_left_out_say_so(plain):
+    model, vae, text_encoder = loaded(plain)
+    style_cond = plain.run("InfinityStyleConditioner", {"text_encoder": text_encoder}).args[0]
+    stages = plain.run("InfinityStyleStageScheduler", **QUICK_STAGES).args[0]
+    styles = plain.run("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 16, 16, 3)}, weight=0.0).args[0]
+    message = plain.error("InfinityStyleSampler", {"model": model, "vae": vae, "stages": stages, "styles": styles,
+                                                   "conditioning": style_cond,
+                                                   "regions": plain.run("InfinityStyleRegions").args[0]}, **QUICK)
+    assert "every style is left out (1 with weight 0 or an all-black mask)" in message and "words only" not in message

@@ -422,7 +422,7 @@ def test_a_feature_step_before_the_last_fine_step_still_runs_the_content_path_th
 def test_bad_region_settings_say_what_to_do(models, cond):
     with pytest.raises(InfinityError, match="auto or 1-8"):
         run(models, cond, regions=Regions(count=9))
-    with pytest.raises(InfinityError, match="strength must be 0 or more"):
+    with pytest.raises(InfinityError, match="strength must be from 0 to 10"):
         run(models, cond, regions=Regions(strength=-1))
     with pytest.raises(InfinityError, match="style 2 has none"):
         run(models, cond, styles=(STYLES[0], StyleReference(None)), regions=Regions())

@@ -96,3 +96,19 @@ def test_absent_shard_no_index_and_bad_index(tiny_8b_state, tmp_path):
     refused(tmp_path / "w", "not a readable shard index")
     (tmp_path / "w" / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"pos_start": "../x.bin"}}))
     refused(tmp_path / "w", "shard names must be files beside the index", "../x.bin")
+
+
+def test_a_tensor_in_two_shards_is_taken_from_the_one_the_index_names_with_a_warning(tiny_8b_state, tmp_path, caplog):
+    from safetensors.torch import load_file, save_file
+
+    index = write_sharded(tiny_8b_state, str(tmp_path / "w"), shards=2)
+    weight_map = json.loads(open(index).read())["weight_map"]
+    name = "block_chunks.0.module.0.ffn.fc1.weight"
+    assert weight_map[name] == "model-00001-of-00002.safetensors"
+    second = str(tmp_path / "w" / "model-00002-of-00002.safetensors")
+    save_file({**load_file(second), name: torch.full_like(tiny_8b_state[name], 7.0)}, second)  # a stray copy, read last
+    with caplog.at_level("WARNING"):
+        model = load_transformer(str(tmp_path / "w"))
+    assert torch.equal(model.state_dict()[name], tiny_8b_state[name])
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert f"{name} (in model-00002-of-00002.safetensors; the index names model-00001-of-00002.safetensors)" in warning
