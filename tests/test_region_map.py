@@ -8,7 +8,7 @@ import torch
 from infinity_core import schedules
 from infinity_core.style import Regions, StyleReference
 from infinity_core.style.clustering import Segmentation
-from infinity_core.style.region_map import COLOURS, EDGE, INK, LINE, PAD, TINT, draw_region_map
+from infinity_core.style.region_map import COLOURS, EDGE, INK, LINE, MAP_SIDE, PAD, TINT, draw_region_map
 from infinity_core.style.regions import Match, RegionPlan, StyleRegions
 
 SCHEDULE = schedules.schedule(1.0, "0.06M")  # square: the map is 320 x 320
@@ -94,3 +94,27 @@ def test_the_legend_says_which_style_region_each_content_region_took(picture):
         assert len(rows) and rows.max() - rows.min() >= 12, f"the text beside the {colour} swatch"
         tops.append(top)
     assert tops[0] < tops[1], "listed by content region"
+
+
+def test_the_region_map_outlines_every_border_and_tints_each_region_with_its_styles_colour():
+    """Four quadrants of the 16x16 final grid, the top-left and bottom-right painted by style 1,
+    the others by style 2, over a flat grey picture. The map is 320 px square, 20 px per cell: the
+    borders are the pixel rows and columns 159-161, edge-coloured across the whole map."""
+    quadrants = (torch.arange(16)[:, None] >= 8).long() * 2 + (torch.arange(16)[None] >= 8).long()
+    one = Segmentation(torch.zeros(16, 16, dtype=torch.long), 1, {})
+    matches = [Match(0, 0, 0, 0.9), Match(1, 1, 0, 0.8), Match(2, 1, 0, 0.7), Match(3, 0, 0, 0.6)]
+    plan = RegionPlan(Segmentation(quadrants, 4, {}), [one, one], matches, None)
+    grey = (100, 100, 100)
+    styles = [(StyleReference(halves(LEFT, LEFT)), None), (StyleReference(halves(RIGHT, RIGHT)), None)]
+    regions = StyleRegions(plan, styles, Regions(count=4), SCHEDULE, lambda: halves(grey, grey))
+    picture = np.asarray(draw_region_map(regions)).astype(int)
+    assert MAP_SIDE == 320
+    area = picture[PAD + LINE:PAD + LINE + 320, PAD:PAD + 320]
+    border = [159, 160, 161]
+    assert (area[border] == EDGE).all(), "the horizontal border"
+    assert (area[:, border] == EDGE).all(), "the vertical border"
+    # the pixels beside a border are edge-coloured only where they cross the other border
+    assert (area[158] == EDGE).all(1).nonzero()[0].tolist() == border
+    assert (area[:, 158] == EDGE).all(1).nonzero()[0].tolist() == border
+    for (y, x), style in (((20, 20), 0), ((20, 300), 1), ((300, 20), 1), ((300, 300), 0)):
+        assert np.abs(area[y, x] - tinted(grey, style)).max() <= 1, (y, x)

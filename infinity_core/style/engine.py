@@ -24,7 +24,7 @@ from .control import RowLayout, StyleAttention
 from .mechanisms import feature_initialization
 from .prompts import StyleConditioning
 from .references import BITS_CACHE, StyleReference, fit_mask, mask_on_grid
-from .regions import Regions, StyleRegions, content_preview, plan_regions
+from .regions import Regions, StyleRegions, check_region_styles, content_preview, plan_regions
 from .stages import Stages
 
 
@@ -155,6 +155,7 @@ def stylize(model, vae, cond: StyleConditioning, styles: Sequence[StyleReference
     stages.validate(schedule, model.config.depth)
     if regions is not None:
         regions.validate(schedule, model.config.depth)
+        check_region_styles(styles)
     images = []
     for seed in seeds:
         run = _StyleRun(model, vae, cond, styles, stages, schedule, seed, settings, content_image, regions)

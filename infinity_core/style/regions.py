@@ -46,6 +46,8 @@ from .references import BITS_CACHE, mask_on_grid, object_token, tensor_digest
 from .stages import Stages
 
 PRIOR_TEMPERATURE = 0.1  # a style weight w adds 0.1*log(w) to its regions' scores (w=2: +0.07)
+STRENGTH_RANGE = (0.0, 10.0)        # nats a key outside the match loses; the node's widget limits
+POSITION_WEIGHT_RANGE = (0.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -58,13 +60,17 @@ class Regions:
     feature_step: Optional[int] = None   # None: the last fine step (or the last key step)
     layers: Optional[tuple[int, int]] = None  # inclusive block range; None: the middle half
 
-    def validate(self, schedule: Schedule, depth: int) -> None:
+    def check(self) -> None:
+        """The settings themselves, before anything loads."""
         if self.count is not None and not 1 <= self.count <= MAX_REGIONS:
             raise InfinityError(f"Regions must be auto or 1-{MAX_REGIONS}, got {self.count}.")
-        if not (self.strength >= 0 and math.isfinite(self.strength)):
-            raise InfinityError(f"The region strength must be 0 or more, got {self.strength}.")
-        if not (self.position_weight >= 0 and math.isfinite(self.position_weight)):
-            raise InfinityError(f"The position weight must be 0 or more, got {self.position_weight}.")
+        for what, value, (low, high) in (("region strength", self.strength, STRENGTH_RANGE),
+                                          ("position weight", self.position_weight, POSITION_WEIGHT_RANGE)):
+            if not low <= value <= high:  # NaN too
+                raise InfinityError(f"The {what} must be from {low:g} to {high:g}, got {value}.")
+
+    def validate(self, schedule: Schedule, depth: int) -> None:
+        self.check()
         if self.feature_step is not None and not 0 <= self.feature_step < len(schedule):
             raise InfinityError(f"The region feature step {self.feature_step} is out of range: this schedule "
                                 f"has steps 0-{len(schedule) - 1}.")
@@ -242,14 +248,24 @@ def region_fractions(labels: torch.Tensor, count: int, grid) -> torch.Tensor:
     return F.adaptive_avg_pool2d(onehot[None], grid)[0]
 
 
+def check_region_styles(styles: Sequence) -> None:
+    """Refuse styles semantic regions cannot match (StyleReference: image, weight, mask), before
+    anything runs: every style left out, or one with neither an image nor a mask."""
+    left_out = [s.weight == 0 or (s.mask is not None and float(s.mask.max()) <= 0) for s in styles]
+    if styles and all(left_out) and any(s.image is not None for s in styles):
+        raise InfinityError(f"Semantic regions match the content to regions of style images, but every style is left "
+                            f"out ({len(styles)} with weight 0 or an all-black mask). Give a style a weight above 0, "
+                            "or use the global mix.")
+    for i, (ref, out) in enumerate(zip(styles, left_out)):
+        if ref.image is None and ref.mask is None and not out:
+            raise InfinityError(f"Semantic regions match the content to regions of style images, and style {i + 1} "
+                                "has none (a style in words only). Give it an image or a mask, or use the global mix.")
+
+
 def plan_regions(model, vae, cond, styles, stages: Stages, schedule: Schedule, seed: int,
                  settings: SamplingSettings, content_image, regions: Regions) -> RegionPlan:
     """Find and match the regions of one stylized image. `styles` are the run's active
-    (StyleReference, fitted mask or None) pairs."""
-    for i, (ref, mask) in enumerate(styles):
-        if ref.image is None and mask is None:
-            raise InfinityError(f"Semantic regions match the content to regions of style images, and style {i + 1} "
-                                "has none (a style in words only). Give it an image or a mask, or use the global mix.")
+    (StyleReference, fitted mask or None) pairs, checked by check_region_styles."""
     step, layers = regions.step_for(stages), regions.layers_for(model.config.depth)
     matched = [ref.image is not None and mask is None for ref, mask in styles]
     images = [ref.image for (ref, _), m in zip(styles, matched) if m]

@@ -101,9 +101,9 @@ class Stages:
     def reads_fine_steps(self) -> bool:
         return self.query_sharing
 
-    def validate(self, schedule: Schedule, depth: int) -> None:
+    def validate(self, schedule: Schedule, depth: int | None) -> None:
         """Refuses what cannot run on this schedule; the steps of a switched-off stage are never read,
-        so they are not checked."""
+        so they are not checked. depth None (no model loaded yet): the layer range is left for later."""
         last = len(schedule) - 1
         read = [(name, steps) for name, steps, used in (("key", self.key_steps, self.reads_key_steps),
                                                         ("fine", self.fine_steps, self.reads_fine_steps)) if used]
@@ -123,7 +123,7 @@ class Stages:
         if self.reads_fine_steps and not self.fine_steps:
             raise InfinityError("The fine stage is empty: give fine steps (such as '4-7'), or turn off "
                                 "Adaptive Query Sharing.")
-        if self.layers is not None:
+        if self.layers is not None and depth is not None:
             first, last_layer = self.layers
             if not 0 <= first <= last_layer < depth:
                 raise InfinityError(f"Layer range {first}-{last_layer} does not fit this model's "
