@@ -1,19 +1,18 @@
 """Semantic style regions: segmentation, matching, and the regional attention and Feature
 Initialization, checked on the tensors attention actually used."""
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from infinity_core import schedules
 from infinity_core.errors import InfinityError
+from infinity_core.images import preview_image
 from infinity_core.network import quantizer
 from infinity_core.sampler import SamplingSettings, generate
 from infinity_core.style import BITS_CACHE, Regions, Stages, StyleConditioning, StyleReference, stylize
 from infinity_core.style import regions as regions_module
 from infinity_core.style.clustering import Segmentation, segment, silhouette
-from infinity_core.style.region_map import CAPTION, COLOURS, EDGE, MAP_SIDE, PAD, draw_region_map
-from infinity_core.style.regions import (FeatureCache, Match, RegionPlan, StyleRegions, match_regions, plan_regions,
+from infinity_core.style.regions import (FeatureCache, Match, match_regions, plan_regions,
                                          sample_content_ahead)
 from test_style import AttentionLog
 from tiny import random_image, random_text, tiny_models
@@ -428,6 +427,25 @@ def test_bad_region_settings_say_what_to_do(models, cond):
         run(models, cond, styles=(STYLES[0], StyleReference(None)), regions=Regions())
 
 
+def test_the_region_map_shows_the_picture_the_content_regions_were_found_in(models, cond):
+    # No content image: the content path as it stood at the regions step (the last fine step), the
+    # very picture a plain run of the content prompt previews at that step.
+    model, vae = models
+    found = []
+    run(models, cond, regions=Regions(count=2), on_regions=found.append)
+    step = max(FINE)
+    previews = {}
+    generate(model, cond.content, SCHEDULE, [7], SETTINGS, negative=cond.negative,
+             callback=lambda e: previews.setdefault(e.step, e.summed_codes))
+    expected = preview_image(vae, previews[step], SCHEDULE.scales[step])
+    assert torch.equal(found[0].content_picture(), expected)
+    # A content image: that image.
+    content = random_image(64, 64, 30)
+    found.clear()
+    run(models, cond, regions=Regions(count=2), content_image=content, on_regions=found.append)
+    assert found[0].content_picture() is content
+
+
 def test_feature_initialization_leaves_a_masked_cell_to_its_mask_where_a_match_covers_it(models, cond, monkeypatch):
     """Every content region matched to style 1 (so its match covers every cell) and style 2 masked
     to the left half: in the 2x2 grid of step 1 the left cells take style 2's bits, the right ones
@@ -445,25 +463,3 @@ def test_feature_initialization_leaves_a_masked_cell_to_its_mask_where_a_match_c
     assert not torch.equal(matched[:, 0], masked[:, 0]), "the two styles must differ for the check to bite"
     bits = _step1_bits(seen)
     assert torch.equal(bits[:, 0], masked[:, 0]) and torch.equal(bits[:, 1], matched[:, 1])
-
-
-def test_the_region_map_outlines_every_border_and_paints_each_region_in_its_styles_colour():
-    """Four quadrants of the 16x16 final grid, the top-left and bottom-right painted by style 1,
-    the others by style 2. The map is 384 px square, 24 px per cell: the borders are the pixel
-    row and column 192, edge-coloured across the whole map."""
-    quadrants = (torch.arange(16)[:, None] >= 8).long() * 2 + (torch.arange(16)[None] >= 8).long()
-    one = Segmentation(torch.zeros(16, 16, dtype=torch.long), 1, {})
-    matches = [Match(0, 0, 0, 0.9), Match(1, 1, 0, 0.8), Match(2, 1, 0, 0.7), Match(3, 0, 0, 0.6)]
-    plan = RegionPlan(Segmentation(quadrants, 4, {}), [one, one], matches, None)
-    regions = StyleRegions(plan, [(STYLES[0], None), (STYLES[1], None)], Regions(count=4), SCHEDULE)
-    picture = np.asarray(draw_region_map(regions))
-    top, left, border = PAD + CAPTION, PAD, 192
-    assert MAP_SIDE == 384
-    area = picture[top:top + 384, left:left + 384]
-    assert (area[border] == EDGE).all(), "the horizontal border"
-    assert (area[:, border] == EDGE).all(), "the vertical border"
-    # the pixels beside a border are edge-coloured only where they cross the other border
-    assert (area[border - 1] == EDGE).all(1).nonzero()[0].tolist() == [border]
-    assert (area[:, border - 1] == EDGE).all(1).nonzero()[0].tolist() == [border]
-    for (y, x), style in (((20, 20), 0), ((20, 364), 1), ((364, 20), 1), ((364, 364), 0)):
-        assert tuple(area[y, x]) == COLOURS[style], (y, x)

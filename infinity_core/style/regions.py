@@ -29,12 +29,14 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import InfinityError
+from ..images import preview_image
+from ..network.quantizer import summed_codes
 from ..network.text import TextBatch
 from ..network.transformer import AttentionCall, plain_attention
 from ..sampler import SamplingSettings, draw_bits, make_generators, run_scales
@@ -285,12 +287,23 @@ def plan_regions(model, vae, cond, styles, stages: Stages, schedule: Schedule, s
     return RegionPlan(content_features.segment(regions.count), segs, matches, content_bits)
 
 
+def content_preview(vae, content_bits: list, schedule: Schedule, step: int) -> torch.Tensor:
+    """The content path's image as it stood at `step` (the picture its regions were found in when
+    no content image is given): [1, h*16, w*16, 3] in [0, 1], decoded at that step's grid."""
+    scales = schedule.scales[:step + 1]
+    return preview_image(vae, summed_codes([bits[None] for bits in content_bits[:step + 1]], scales), scales[-1])
+
+
 class StyleRegions:
     """A regions run's plan with its styles (the run's active (StyleReference, fitted mask) pairs):
-    the styles' shares and key-stage biases per grid, and what the region map draws."""
+    the styles' shares and key-stage biases per grid, and what the region map draws.
+    `content_picture()` gives the picture the content regions were found in (IMAGE, [0, 1]); it is
+    made only when the map is drawn."""
 
-    def __init__(self, plan: RegionPlan, styles, regions: Regions, schedule: Schedule):
+    def __init__(self, plan: RegionPlan, styles, regions: Regions, schedule: Schedule,
+                 content_picture: Callable[[], torch.Tensor]):
         self.plan, self.styles, self.regions, self.schedule = plan, styles, regions, schedule
+        self.content_picture = content_picture
 
     def _cover(self, grid) -> torch.Tensor:
         """How much of each cell the styles' masks cover (the largest), [h, w]."""

@@ -46,7 +46,7 @@ def format_steps(steps) -> str:
 
 
 def grid_sizes(schedule: Schedule) -> str:
-    return ", ".join(f"{si}: {h}x{w}" for si, (h, w) in enumerate(schedule.scales))
+    return ", ".join(f"{si}: {w}x{h}" for si, (h, w) in enumerate(schedule.scales))  # width x height, as ComfyUI writes sizes
 
 
 @dataclass(frozen=True)
