@@ -24,13 +24,14 @@ def preview_picture(vae, summed: torch.Tensor, grid: tuple[int, int]) -> Image.I
 
 
 def decode_with_progress(vae, summed: torch.Tensor) -> torch.Tensor:
-    """Summed codes [B, ...] -> IMAGE [B, H, W, 3], one image at a time: the bar advances (showing
-    each image) and a cancel stops between images."""
+    """Summed codes [B, ...] -> IMAGE [B, H, W, 3], one image at a time: the bar advances and a
+    cancel stops between images. No picture on the bar: the images show on the Save or Preview
+    node, and a picture on this node would grow it over its neighbours."""
     progress, images = bridge.Progress(len(summed)), []
     for i in range(len(summed)):
         bridge.check_interrupt()
         images.append(decode_images(vae, summed[i:i + 1]))
-        progress.update(i + 1, lambda: to_pil(images[-1][0]))
+        progress.update(i + 1)
     return torch.cat(images)
 
 

@@ -72,23 +72,29 @@ def _stylized_rows(stages: Stages, schedule: Schedule, styles: int, guided: bool
                       + styles * (si <= max(stages.style_needed_until(), 0))) for si in range(len(schedule))]
 
 
-class _ScaleReporter:
-    """The per-scale callback: stop here if the user cancelled, else advance the bar with a preview.
-    Keeps the first image's preview of each scale for the Stage Scheduler's strip."""
+class ScaleReporter:
+    """The per-scale callback: stop here if the user cancelled, else advance the bar. Keeps the first
+    image's preview of each scale for the Stage Scheduler's strip; the node itself shows the
+    previews only where no strip does (no scheduler connected), since a picture on the node grows
+    it over its neighbours."""
 
-    def __init__(self, vae, plan: Schedule, images: int):
-        self.vae, self.plan = vae, plan
+    def __init__(self, vae, plan: Schedule, images: int, on_node: bool):
+        self.vae, self.plan, self.on_node = vae, plan, on_node
         self.progress, self.done = bridge.Progress(len(plan) * images), itertools.count(1)
         self.previews = {}  # step -> PIL picture of the first image
 
     def __call__(self, event):
         bridge.check_interrupt()
-        self.progress.update(next(self.done), lambda: self._preview(event))
+        picture = None
+        if event.step not in self.previews:  # the first image's, for the strip
+            picture = self.previews[event.step] = self._picture(event)
+        if self.on_node:
+            self.progress.update(next(self.done), lambda: picture or self._picture(event))
+        else:
+            self.progress.update(next(self.done))
 
-    def _preview(self, event):
-        picture = preview_picture(self.vae, event.summed_codes, self.plan.scales[event.step])
-        self.previews.setdefault(event.step, picture)
-        return picture
+    def _picture(self, event):
+        return preview_picture(self.vae, event.summed_codes, self.plan.scales[event.step])
 
     def ui(self) -> dict:
         """The sampler's UI output: the grids it ran and each scale's preview (temp files), which the
@@ -96,11 +102,6 @@ class _ScaleReporter:
         return {"scale_grids": [list(hw) for hw in self.plan.scales],
                 "scale_previews": bridge.save_temp_pictures([self.previews[s] for s in sorted(self.previews)],
                                                             "infinitystyle_scale")}
-
-
-def _reporter(vae, plan: Schedule, images: int) -> _ScaleReporter:
-    """The reporter of one node run, over all its images."""
-    return _ScaleReporter(vae, plan, images)
 
 
 def sampling_inputs(seed_tooltip: str, with_content: bool) -> list:
@@ -177,7 +178,7 @@ class Sampler(io.ComfyNode):
         seeds = seeds_for(seed, batch_size)
         net, guided = model.obj, settings.guided(len(plan))
         vae.obj.check_goes_with(net.config.codebook_dim)
-        on_scale = _reporter(vae.obj, plan, batch_size)
+        on_scale = ScaleReporter(vae.obj, plan, batch_size, on_node=stages is None)
         found = []  # each image's style regions, in semantic regions mode
 
         if isinstance(conditioning, PlainConditioning):

@@ -148,7 +148,7 @@ def test_image_i_of_a_batch_is_the_single_run_with_seed_plus_i(plain):
     assert not torch.equal(batch.summed[0], batch.summed[1])
 
 
-def test_main_graph_runs_through_comfyui_memory_manager_with_progress_previews(comfy):
+def test_main_graph_runs_through_comfyui_memory_manager_with_progress(comfy):
     rec = comfy.recorder
     rec.loads.clear(), rec.full_loads.clear(), rec.progress.clear()
     image, codes, model, _ = main_graph(comfy, style_picture(), sampler={"batch_size": 2})
@@ -159,11 +159,32 @@ def test_main_graph_runs_through_comfyui_memory_manager_with_progress_previews(c
     assert all(rec.full_loads), "partial loads would leave the engine's inner parameters behind"
     steps = len(codes.schedule) * 2
     sampling, decoding = rec.progress[:steps], rec.progress[steps:]
-    assert [value for value, _, _ in sampling] == list(range(1, steps + 1))
-    for value, total, preview in sampling:
-        kind, picture, size = preview
-        assert total == steps and kind == "JPEG" and isinstance(picture, Image.Image) and size == 512
+    assert [(value, total) for value, total, _ in sampling] == [(v, steps) for v in range(1, steps + 1)]
     assert [(value, total) for value, total, _ in decoding] == [(1, 2), (2, 2)], "Infinity Decode's own bar"
+
+
+def test_the_scale_previews_show_on_the_strip_when_a_scheduler_is_connected_else_on_the_sampler(comfy):
+    # A picture on a node grows the node over its neighbours: each preview has one place. Decode
+    # shows none (its images go to Save or Preview Image).
+    model, vae, text_encoder = loaded(comfy)
+    stylized = {"conditioning": comfy.run("InfinityStyleConditioner", {"text_encoder": text_encoder}).args[0],
+                "stages": comfy.run("InfinityStyleStageScheduler", **QUICK_STAGES).args[0]}
+    plain = {"conditioning": comfy.run("InfinityStyleTextEncode", {"text_encoder": text_encoder},
+                                       prompt="a cat").args[0]}
+    rec = comfy.recorder
+    for linked, on_node in ((stylized, False), (plain, True)):
+        rec.progress.clear()
+        out = comfy.run("InfinityStyleSampler", {"model": model, "vae": vae, **linked}, **QUICK, batch_size=2)
+        comfy.run("InfinityStyleDecode", {"vae": vae, "codes": out.args[0]})
+        steps = len(out.args[0].schedule)
+        sampling, decoding = rec.progress[:2 * steps], rec.progress[2 * steps:]
+        assert len(out.ui["scale_previews"]) == steps, "the strip gets one preview per scale either way"
+        if on_node:
+            for _, _, (kind, picture, size) in sampling:
+                assert kind == "JPEG" and isinstance(picture, Image.Image) and size == 512
+        else:
+            assert [preview for _, _, preview in sampling] == [None] * (2 * steps)
+        assert [preview for _, _, preview in decoding] == [None, None]
     linear = comfy.stubs.comfy_ops.disable_weight_init.Linear
     assert isinstance(model.obj.blocks[0].sa.mat_qkv, linear), "layers come from comfy.ops"
 

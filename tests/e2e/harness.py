@@ -30,6 +30,8 @@ WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 PICTURES = REPO / "pictures"
 PACK_FOLDER = "InfinityStyle"   # the pack's folder name in custom_nodes/: the template browser's section
 WINDOW = {"width": 1600, "height": 900}
+# A dialog in either front end (1.35.9's are PrimeVue's; 1.58.1's template browser is its own).
+DIALOGS = '.p-dialog, [role="dialog"]'
 CHROMIUM = os.environ.get("INFINITYSTYLE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -129,6 +131,9 @@ class ComfyServer:
              "--disable-auto-launch", "--base-directory", str(self.base),
              "--extra-model-paths-config", str(self.base / "extra_model_paths.yaml"),
              "--database-url", "sqlite:///:memory:",
+             # Keep every workflow's results (the default keeps one per node id, which the next
+             # workflow's same ids replace): a workflow run in one node mode is cached in the other.
+             "--cache-lru", "256",
              *(["--front-end-root", str(self.front_end_root)] if self.front_end_root else [])],
             cwd=self.comfy_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -198,6 +203,10 @@ def open_comfy(browser, server: ComfyServer, node_mode: str):
     # The mode is a user setting the front end reads as it starts: set it, then load the page.
     status, _ = server.post(f"/api/settings/{VUE_NODES}", NODE_MODES[node_mode])
     assert status == 200, f"setting {VUE_NODES} answered {status}"
+    # A new user's first page opens the template browser a moment after start-up, where it would
+    # close a test's own opening of it; a returning user's does not.
+    status, _ = server.post("/api/settings/Comfy.TutorialCompleted", True)
+    assert status == 200, f"setting Comfy.TutorialCompleted answered {status}"
     context = browser.new_context(viewport=WINDOW)
     page = context.new_page()
     page.console_errors, page.failed_requests = [], []
@@ -215,7 +224,7 @@ def open_comfy(browser, server: ComfyServer, node_mode: str):
 def close_dialogs(page) -> None:
     """Close whatever dialogs are open (the start-up template browser eats clicks)."""
     for _ in range(3):
-        if not page.locator(".p-dialog").count():
+        if not page.locator(DIALOGS).count():
             return
         page.keyboard.press("Escape")
         page.wait_for_timeout(300)
