@@ -92,6 +92,11 @@ class Stages:
         steps = (set(self.key_steps) if self.key_sharing else set()) | (set(self.fine_steps) if self.query_sharing else set())
         return max(steps, default=-1)
 
+    def leave_steps(self) -> set[int]:
+        """Steps after which the content or the style rows leave the batch (each after its last
+        reader, or after step 0 when nothing reads it)."""
+        return {max(self.content_needed_until(), 0), max(self.style_needed_until(), 0)}
+
     @property
     def reads_key_steps(self) -> bool:
         """Key steps place Key Stage Attention Sharing and end Feature Initialization."""
