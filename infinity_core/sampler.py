@@ -15,7 +15,7 @@ import torch
 from .errors import InfinityError
 from .network.quantizer import bits_to_codes, resize
 from .network.text import TextBatch
-from .network.transformer import Condition, InfinityTransformer, KVCache
+from .network.transformer import Condition, InfinityTransformer, KVCache, cache_capacities
 from .schedules import Schedule
 
 # What the Sampler node's widgets allow; API prompts and the command line get the same checks.
@@ -210,14 +210,6 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
         if guided:
             x = torch.cat([x, x])
     return summed
-
-
-def cache_capacities(token_counts: Sequence[int], leave_after: Sequence[int] = ()) -> list[int]:
-    """Per step, the tokens the KV cache is sized for: every token up to the first step of
-    `leave_after` at or after it (the end of the run when there is none)."""
-    last = len(token_counts) - 1
-    ends = sorted({s for s in leave_after if 0 <= s < last} | {last})
-    return [sum(token_counts[:next(e for e in ends if e >= si) + 1]) for si in range(len(token_counts))]
 
 
 @dataclass

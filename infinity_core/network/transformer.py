@@ -12,7 +12,7 @@ import contextlib
 import functools
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -97,6 +97,14 @@ class KVCache:
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+
+def cache_capacities(token_counts: Sequence[int], leave_after: Sequence[int] = ()) -> list[int]:
+    """Per step, the tokens the KV cache is sized for: every token up to the first step of
+    `leave_after` at or after it (the end of the run when there is none)."""
+    last = len(token_counts) - 1
+    ends = sorted({s for s in leave_after if 0 <= s < last} | {last})
+    return [sum(token_counts[:next(e for e in ends if e >= si) + 1]) for si in range(len(token_counts))]
 
 
 @dataclass(frozen=True)
