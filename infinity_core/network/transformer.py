@@ -397,21 +397,27 @@ def place_weights(model: InfinityTransformer, device, dtype, storage=None) -> In
     return model.eval().requires_grad_(False)
 
 
-def build_random_transformer(cfg: TransformerConfig, seed: int = 0, operations=None) -> InfinityTransformer:
-    """A random-weight model of any size, for tests and the demo; same classes as the real one."""
-    gen = torch.Generator().manual_seed(seed)
+def build_random_transformer(cfg: TransformerConfig, seed: int = 0, operations=None, device="cpu",
+                             dtype: torch.dtype = torch.float32) -> InfinityTransformer:
+    """A random-weight model of any size, for tests, the demo and benchmarks; same classes as the
+    real one. Values are drawn on `device` with a generator there (so a CUDA model of the 2B's
+    shape is made in seconds; the values differ from the CPU's for the same seed), then placed
+    as `place_weights` places a loaded checkpoint in `dtype`."""
+    gen = torch.Generator(device=torch.device(device).type).manual_seed(seed)
     model = InfinityTransformer(cfg, operations)
     state = {}
     for name, meta in model.state_dict().items():
+        randn = lambda: torch.randn(meta.shape, generator=gen, device=device)  # noqa: E731
         if name.endswith("scale_mul_1H11"):
-            value = torch.full(meta.shape, math.log(4.0))
+            value = torch.full(meta.shape, math.log(4.0), device=device)
         elif name.endswith(("norm.weight", "text_norm.weight")):
-            value = 1 + 0.1 * torch.randn(meta.shape, generator=gen)
+            value = 1 + 0.1 * randn()
         elif name.endswith("ada_gss"):
-            value = torch.randn(meta.shape, generator=gen) / cfg.embed_dim ** 0.5
+            value = randn() / cfg.embed_dim ** 0.5
         else:
             fan_in = meta.shape[-1] if meta.dim() > 1 else cfg.embed_dim
-            value = torch.randn(meta.shape, generator=gen) / fan_in ** 0.5
-        state[name] = value
+            value = randn() / fan_in ** 0.5
+        # blocks go to the compute dtype one tensor at a time, so no fp32 copy of the whole model exists
+        state[name] = value.to(dtype) if name.startswith("block_chunks.") else value
     model.load_state_dict(state, strict=True, assign=True)
-    return place_weights(model, "cpu", torch.float32)
+    return place_weights(model, device, dtype)

@@ -61,6 +61,15 @@ def load_transformer(path: str, device="cpu", dtype=torch.float32, operations=No
             "Pick the transformer (infinity_2b_reg.pth, or the infinity_8b_weights folder) for this slot; "
             "VAE and T5 files go in their own slots." + (_GGUF_NAMES if gguf else ""))
     state = drop_zero_buffers(path, state, _zero_buffer_names(state))
+    return transformer_from_state(state, path, device, dtype, operations, storage)
+
+
+def transformer_from_state(state: dict, path: str, device="cpu", dtype=torch.float32, operations=None,
+                           storage: torch.dtype | None = None) -> InfinityTransformer:
+    """The model of a checkpoint's tensors (`ggml.Quantized` entries are held quantized, as a GGUF
+    file's are); `path` names the source in messages. See `load_transformer`."""
+    if storage is not None or any(not isinstance(v, torch.Tensor) for v in state.values()):
+        operations = operations or LowBitOps
     try:
         cfg = config_from_state_dict(state)
     except InfinityError as exc:
