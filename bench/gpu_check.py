@@ -263,7 +263,8 @@ def part_environment(check: Check) -> dict:
         return refit(self, capacity, rows)
     KVCache.refit = counting
     try:
-        plain_syncs = per_step_syncs(check, lambda cb: generate(model, texts.generation, sched, [0], SETTINGS, callback=cb))
+        plain_syncs = per_step_syncs(check, lambda cb: generate(model, texts.generation, sched, [0], SETTINGS,
+                                                                 callback=cb))
         plain_refits = len(refits)
         BITS_CACHE.bits(vae, style.image, sched)  # encoded before: the run's own steps are counted
         stylized_syncs = per_step_syncs(check, lambda cb: stylize(model, vae, texts, [style], check.stages, sched, [0],
@@ -320,7 +321,8 @@ def part_numerics(check: Check) -> dict:
               f"{'pass' if result['pass'] else 'FAIL'}")
     stylized = stylized_against_cpu(check)
     ok &= stylized <= TOLERANCE["stylized_logits"]
-    print(f"tiny stylized run, {check.device.type} against CPU: logits {stylized:.1e} (<= {TOLERANCE['stylized_logits']:.0e})")
+    print(f"tiny stylized run, {check.device.type} against CPU: logits {stylized:.1e} "
+          f"(<= {TOLERANCE['stylized_logits']:.0e})")
     return {"status": "ok" if ok else "failed: outside tolerance", "tolerance": TOLERANCE, "golden": cases,
             "stylized_vs_cpu_logits_relative": stylized}
 
@@ -347,8 +349,8 @@ def stylized_against_cpu(check: Check) -> float:
     on the CPU, the device's run replaying the CPU's bits at every step."""
     cpu_model = build_random_transformer(TINY_TRANSFORMER, 5)
     cpu_vae = build_random_vae(TINY_VAE, 5)
-    texts = StyleConditioning(*(random_text(n, TINY_TRANSFORMER.text_channels, 20 + i) for i, n in enumerate((5, 7, 9))),
-                              None, {})
+    channels = TINY_TRANSFORMER.text_channels
+    texts = StyleConditioning(*(random_text(n, channels, 20 + i) for i, n in enumerate((5, 7, 9))), None, {})
     style = StyleReference(torch.rand(200, 260, 3, generator=torch.Generator().manual_seed(21)))
     sched, stages = schedule(1.0, "0.06M"), Stages(fine_steps=frozenset({4, 5}))
     recorded = []
@@ -477,14 +479,17 @@ def part_lowbit(check: Check) -> dict:
     bf16 = timed(check, shapes.plain)
     base = "fp32" if check.dtype == torch.float32 else "bf16"  # the plan's name of the compute dtype
     results = {base: bf16}
-    fp8 = transformer_from_state(dict(state), "random fp8", check.device, check.dtype, storage=torch.float8_e4m3fn)
-    results["fp8_e4m3fn"] = timed(check, lambda: shapes.plain(fp8))
-    del fp8
-    release(check)
-    quantized = {k: quantize_q8_0(v) if v.dim() == 2 and v.shape[1] % 32 == 0 else v for k, v in state.items()}
-    q8 = transformer_from_state(quantized, "random Q8_0", check.device, check.dtype)
-    results["Q8_0"] = timed(check, lambda: shapes.plain(q8))
-    del q8, quantized
+    makers = {
+        "fp8_e4m3fn": lambda: transformer_from_state(dict(state), "random fp8", check.device, check.dtype,
+                                                     storage=torch.float8_e4m3fn),
+        # 2-D weights whose rows split into whole blocks, as write_gguf quantizes them
+        "Q8_0": lambda: transformer_from_state({k: quantize_q8_0(v) if v.dim() == 2 and v.shape[1] % 32 == 0 else v
+                                                for k, v in state.items()}, "random Q8_0", check.device, check.dtype)}
+    for option, make in makers.items():
+        model = make()
+        results[option] = timed(check, lambda: shapes.plain(model))  # noqa: B023 (called at once)
+        model = None
+        release(check)
     for option, run in results.items():
         extra = "" if option == base else (f"  time/{base} {run['seconds'] / bf16['seconds']:.2f}, "
                                            f"peak/{base} {run['peak_bytes'] / max(bf16['peak_bytes'], 1):.2f}")
@@ -522,13 +527,16 @@ PARTS = {"environment": part_environment, "numerics": part_numerics, "2b": part_
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
-    parser.add_argument("--tiny", action="store_true", help="the tiny models at 512px: every part in about a minute on a CPU")
+    parser.add_argument("--tiny", action="store_true",
+                        help="the tiny models at 256px: every part in about 10 s of CPU")
     parser.add_argument("--budget", type=float, default=330.0,
-                        help="seconds after which no further part starts (default 330: done within 6 minutes on an H100)")
+                        help="seconds after which no further part starts (default 330: done within 6 minutes "
+                             "on an H100)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed runs per measurement after a warm-up (default 3; 1 with --tiny)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (default: torch's; 1 with --device cpu --tiny, where more only add start-up cost)")
+                        help="CPU threads (default: torch's; 1 with --device cpu --tiny, where more threads only "
+                             "add start-up cost)")
     parser.add_argument("--out", default=None, help="folder for the JSON (default: $OUT, else the current folder)")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():

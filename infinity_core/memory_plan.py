@@ -259,7 +259,8 @@ def plan_tooltip(options: Sequence[str] = ("bf16", "fp8_e4m3fn", "Q8_0", "Q4_0")
     lines = []
     for row in plan():
         if row["weights"] in options:
-            lines.append(f"{row['model']} {row['weights']}: {gib(row['weight_bytes'])} + {gib(row['sampling_bytes'][pn])}")
+            sampling = row["sampling_bytes"][pn]
+            lines.append(f"{row['model']} {row['weights']}: {gib(row['weight_bytes'])} + {gib(sampling)}")
     return (f"Memory plan at {pn}, one image with guidance (GiB of weights + what sampling adds: KV cache and the "
             "largest step; add the T5 and VAE unless ComfyUI offloads them): " + "; ".join(lines) + ".")
 

@@ -104,6 +104,20 @@ def test_each_decoder_matches_the_gguf_package(qtype):
 
 # --- the transformer from GGUF ------------------------------------------------------------------------
 
+def test_q8_0_made_in_torch_is_the_gguf_packages_byte_for_byte():
+    """bench/gpu_check.py makes Q8_0 weights where the gguf package is missing; they must be the
+    bytes the package writes, including the halfway values it rounds away from zero."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(48, 256, generator=gen) * 3
+    x[0, :32] = 0                                           # an all-zero block: scale 0
+    x[1, :32] = torch.full((32,), 0.49999997)
+    x[1, 0] = 127                                           # scale 1: 0.49999997 rounds to 0, not 1
+    x[2, :32] = torch.arange(32) - 15.5                     # halfway values at scale 1
+    x[2, 0] = 127
+    want = gguf.quants.quantize(x.numpy(), gguf.GGMLQuantizationType.Q8_0)
+    assert np.array_equal(ggml.quantize_q8_0(x).data.numpy(), want)
+
+
 def test_a_gguf_file_is_recognised_by_its_first_bytes(fp32_state, gguf_files, tmp_path):
     misnamed = tmp_path / "looks_like_a_checkpoint.pth"
     misnamed.write_bytes(open(gguf_files["Q8_0"][0], "rb").read())

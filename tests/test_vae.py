@@ -13,7 +13,8 @@ from torch import nn
 from golden_cases import case_names, load_case
 from infinity_core.errors import CheckpointError, InfinityError
 from infinity_core.network import quantizer
-from infinity_core.network.vae import BSQVAE, PRESETS, VAEConfig, build_random_vae, config_from_state_dict
+from infinity_core.network.vae import (BSQVAE, PRESETS, VAEConfig, build_random_vae, config_from_state_dict,
+                                       group_norm_channels_last)
 from infinity_core.weights.vae_file import load_vae, vae_state_dict_for_file
 
 CASES = case_names()
@@ -239,3 +240,43 @@ def test_extra_tensors_in_a_vae_file_load_with_one_warning(tiny, tmp_path, caplo
         loaded = load_vae(save_vae_file(sd, tmp_path / "extra.pth"))
     assert [r.getMessage().count("loss.discriminator.weight") for r in caplog.records] == [1]
     assert torch.equal(outputs(loaded, image)[1], outputs(vae, image)[1])
+
+
+@pytest.mark.parametrize("offset", [0.0, 5.0])
+def test_group_norm_on_channels_last_is_as_precise_as_the_contiguous_kernel(offset):
+    """The VAE runs channels-last on CPU; torch's CPU GroupNorm for that layout sums x and x^2 in
+    one fp32 pass and was 6e-4 off on this input (mean 5, std 3). The answer is computed in
+    float64 from the definition."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 64, 96, 80, generator=gen) * 3 + offset
+    norm = torch.nn.GroupNorm(32, 64, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5, generator=gen)
+        norm.bias.uniform_(-0.5, 0.5, generator=gen)
+        groups = x.double().view(1, 32, -1)
+        mean, var = groups.mean(-1, keepdim=True), groups.var(-1, unbiased=False, keepdim=True)
+        want = ((groups - mean) / (var + 1e-6).sqrt()).view_as(x) * norm.weight.double()[:, None, None] \
+            + norm.bias.double()[:, None, None]
+        got = group_norm_channels_last(x.contiguous(memory_format=torch.channels_last), norm, chunk_values=4096)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert (got.double() - want).abs().max() < 3e-6
+
+
+def test_the_vae_runs_in_the_layout_measured_for_the_device(tiny):
+    """Decode and encode follow layouts.MEASURED (CPU fp32: channels-last) and stay within the
+    golden tolerances of the contiguous run (decode 1e-4 on [-1, 1] pixels, encode 1e-5 relative)."""
+    vae, image = tiny
+    seen = []
+    hook = vae.decoder.conv_in.conv.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    hook_enc = vae.encoder.conv_in.conv.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    with torch.no_grad():
+        latent = vae.encode_latent(image)
+        decoded = vae.decode(latent)
+        contiguous_latent = vae.encoder(image.contiguous())
+        contiguous = vae.decoder(latent.contiguous()).clamp(-1, 1)
+    hook.remove()
+    hook_enc.remove()
+    assert [x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() for x in seen[:2]] == [True, True]
+    assert (decoded - contiguous).abs().max() <= 1e-4
+    assert max_abs(latent, contiguous_latent) <= 1e-5 * contiguous_latent.abs().max()
+

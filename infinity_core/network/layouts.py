@@ -26,7 +26,8 @@ CONTIGUOUS, CHANNELS_LAST = torch.contiguous_format, torch.channels_last
 # channels-last convolutions round more (the tiny test VAE's latent: 0.044 off fp32, 0.031
 # contiguous), so those stay contiguous.
 MEASURED = {("cpu", torch.float32, "decode"): CHANNELS_LAST, ("cpu", torch.float32, "encode"): CHANNELS_LAST,
-            **{("cpu", dtype, part): CONTIGUOUS for dtype in (torch.bfloat16, torch.float16) for part in ("decode", "encode")}}
+            **{("cpu", dtype, part): CONTIGUOUS
+               for dtype in (torch.bfloat16, torch.float16) for part in ("decode", "encode")}}
 _chosen: dict = {}
 
 

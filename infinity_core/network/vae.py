@@ -66,7 +66,7 @@ class Norm(nn.Module):
         return self.norm(x)
 
 
-def group_norm_channels_last(x: torch.Tensor, norm: nn.GroupNorm, chunk_values: int = 2 ** 21) -> torch.Tensor:
+def group_norm_channels_last(x: torch.Tensor, norm: nn.GroupNorm, chunk_values: int = 2 ** 23) -> torch.Tensor:
     """GroupNorm of a channels-last [B, C, H, W] tensor, as precise as the contiguous kernel.
 
     torch's CPU kernel for channels-last sums x and x^2 in one fp32 pass per group, which loses up
@@ -76,7 +76,10 @@ def group_norm_channels_last(x: torch.Tensor, norm: nn.GroupNorm, chunk_values: 
     B, C, H, W = x.shape
     per = C // norm.num_groups
     count = per * H * W
-    group = lambda t: t.view(B, norm.num_groups, per).sum(-1, keepdim=True).expand(B, norm.num_groups, per).reshape(B, C)  # noqa: E731
+    G = norm.num_groups
+
+    def group(per_channel):  # [B, C] -> each channel's group total, [B, C]
+        return per_channel.view(B, G, per).sum(-1, keepdim=True).expand(B, G, per).reshape(B, C)
     mean = group(x.sum(dim=(2, 3), dtype=torch.float32)) / count
     centred = torch.zeros(B, C, device=x.device)
     for rows in x.split(max(1, chunk_values // (W * C)), dim=2):

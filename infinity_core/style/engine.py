@@ -73,17 +73,22 @@ class _StyleRun:
         # What the steps read (replayed bits, shares, key biases) goes to the model's device now:
         # a copy from the host inside the loop would wait for the GPU's queued work each time.
         device = model.device
-        on_device = lambda bits: None if bits is None else [b.to(device) for b in bits]  # noqa: E731
+        def on_device(bits):
+            return None if bits is None else [b.to(device) for b in bits]
+
+        def style_bits(ref):
+            return None if ref.image is None else on_device(BITS_CACHE.bits(vae, ref.image, schedule))
         self.rows = ([_Row("content", on_device(content_bits), generators[0])]
-                     + [_Row("style", None if ref.image is None else on_device(BITS_CACHE.bits(vae, ref.image, schedule)),
-                             generators[1 + i], style=i) for i, (ref, _) in enumerate(self.styles)]
+                     + [_Row("style", style_bits(ref), generators[1 + i], style=i)
+                        for i, (ref, _) in enumerate(self.styles)]
                      + [_Row("generation", None, generators[-1])])
         self.text = TextBatch.cat([cond.content] + [cond.style] * n + [cond.generation])
         self.negative = cond.negative
         self.guided = settings.guided(len(schedule))
         self.init_shares = {si: self._init_shares(schedule.scales[si], device)
                             for si in stages.init_steps if si < len(schedule)}
-        bias = {step: [None if b is None else b.to(device) for b in biases] for step, biases in self._style_bias().items()}
+        bias = {step: [None if b is None else b.to(device) for b in biases]
+                for step, biases in self._style_bias().items()}
         self.control = StyleAttention(stages, self._layout(), bias)
 
     def _layout(self) -> RowLayout:
