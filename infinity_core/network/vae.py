@@ -66,30 +66,36 @@ class Norm(nn.Module):
         return self.norm(x)
 
 
-def group_norm_channels_last(x: torch.Tensor, norm: nn.GroupNorm, chunk_values: int = 2 ** 23) -> torch.Tensor:
+def group_norm_channels_last(x: torch.Tensor, norm: nn.GroupNorm, chunk_values: int = 2 ** 21) -> torch.Tensor:
     """GroupNorm of a channels-last [B, C, H, W] tensor, as precise as the contiguous kernel.
 
-    torch's CPU kernel for channels-last sums x and x^2 in one fp32 pass per group, which loses up
-    to 1.5e-4 of a decoded pixel (one thread; golden tolerance 1e-4). Here the mean comes from
-    per-channel sums (cascaded), the variance from the centred values, squared a slice of rows at
-    a time (at most `chunk_values` values held); then one pass applies scale and shift."""
+    torch's CPU kernel for channels-last accumulates its moments in one long fp32 pass and moves
+    a decoded pixel by up to 1.5e-4 with one thread (golden tolerance 1e-4). Here the moments are
+    summed with torch's cascaded sums over a slice of rows at a time (at most `chunk_values`
+    values, in one reused buffer), shifted by each group's mean over the first slice so that
+    no large mean cancels, and combined in float64; then one pass applies scale and shift. One
+    slice-sized buffer more than torch's kernel, and as many passes over x."""
     B, C, H, W = x.shape
-    per = C // norm.num_groups
-    count = per * H * W
     G = norm.num_groups
+    per = C // G
 
     def group(per_channel):  # [B, C] -> each channel's group total, [B, C]
         return per_channel.view(B, G, per).sum(-1, keepdim=True).expand(B, G, per).reshape(B, C)
-    mean = group(x.sum(dim=(2, 3), dtype=torch.float32)) / count
-    centred = torch.zeros(B, C, device=x.device)
-    for rows in x.split(max(1, chunk_values // (W * C)), dim=2):
-        centred += (rows.float() - mean[:, :, None, None]).square_().sum(dim=(2, 3))
-    rstd = (group(centred) / count + norm.eps).rsqrt()
-    scale = rstd * norm.weight.to(x.device, torch.float32)
-    shift = norm.bias.to(x.device, torch.float32) - mean * scale
-    out = torch.addcmul(shift[:, :, None, None], x.float(), scale[:, :, None, None]) if x.dtype != torch.float32 \
-        else torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None])
-    return out.to(x.dtype)
+    parts = x.split(max(1, chunk_values // (W * C)), dim=2)
+    # one shift per group (each channel of a group takes it): the group's mean over the first slice
+    shift_by = group(parts[0].sum(dim=(2, 3), dtype=torch.float32))[:, :, None, None] / (per * parts[0].shape[2] * W)
+    buffer = torch.empty_like(parts[0], dtype=torch.float32)
+    sums = torch.zeros(2, B, C, dtype=torch.float64, device=x.device)
+    for part in parts:
+        shifted = torch.sub(part, shift_by, out=buffer[:, :, :part.shape[2]])
+        sums[0] += shifted.sum(dim=(2, 3))
+        sums[1] += shifted.square_().sum(dim=(2, 3))
+    count = per * H * W
+    mean_shifted = group(sums[0]) / count
+    var = (group(sums[1]) / count - mean_shifted ** 2).clamp_min(0)
+    scale = (var + norm.eps).rsqrt() * norm.weight.to(x.device, torch.float64)
+    shift = norm.bias.to(x.device, torch.float64) - (mean_shifted + shift_by[:, :, 0, 0].double()) * scale
+    return torch.addcmul(shift.float()[:, :, None, None], x.float(), scale.float()[:, :, None, None]).to(x.dtype)
 
 
 def swish(x):
