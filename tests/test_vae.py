@@ -287,3 +287,23 @@ def test_the_vae_runs_in_the_layout_measured_for_the_device(tiny):
     assert (decoded - contiguous).abs().max() <= 1e-4
     assert max_abs(latent, contiguous_latent) <= 1e-5 * contiguous_latent.abs().max()
 
+
+
+def test_a_device_with_no_measured_layout_times_both_once(tiny, monkeypatch):
+    """On a device kind not in layouts.MEASURED (a GPU) the VAE times a pass in each layout on its
+    first decode and keeps the faster for the process."""
+    from infinity_core.network import layouts
+
+    vae, _ = tiny
+    timed = []
+
+    def seconds(vae, device, part, layout, **_):
+        timed.append((part, layout))
+        return 1.0 if layout == layouts.CONTIGUOUS else 2.0  # contiguous "faster" here
+    monkeypatch.setattr(layouts, "MEASURED", {})
+    monkeypatch.setattr(layouts, "_chosen", {})
+    monkeypatch.setattr(layouts, "pass_seconds", seconds)
+    assert layouts.layout_for(vae, "cpu", "decode") == layouts.CONTIGUOUS
+    assert layouts.layout_for(vae, "cpu", "decode") == layouts.CONTIGUOUS
+    assert timed == [("decode", layouts.CONTIGUOUS), ("decode", layouts.CHANNELS_LAST)]
+    assert layouts.layout_for(vae, "cpu", "encode") == layouts.CONTIGUOUS and len(timed) == 4  # its own choice

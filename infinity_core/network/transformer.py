@@ -95,9 +95,6 @@ class KVCache:
                 cached[layer][:, :, :length].copy_(kept)
                 del old, kept
 
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
-
 
 def cache_capacities(token_counts: Sequence[int], leave_after: Sequence[int] = ()) -> list[int]:
     """Per step, the tokens the KV cache is sized for: every token up to the first step of
