@@ -112,15 +112,15 @@ def _load_image(image, upload, input_dirs=()):
     if path is None:
         raise WorkflowError(f"LoadImage: {image!r} is not in {', '.join(map(str, input_dirs))}.")
     images = importlib.import_module(f"{PACK_NAME}.infinity_core.images")
+    errors = importlib.import_module(f"{PACK_NAME}.infinity_core.errors")
     try:
-        img = Image.open(path)
-    except OSError as exc:
-        raise WorkflowError(f"LoadImage: {path} is not an image Pillow can read ({exc}).") from None
-    with img:
-        rgb = images.pil_to_rgb(img)
-        # like ComfyUI: the mask is 1 - alpha, or an empty 64x64 mask without alpha
-        mask = (1.0 - np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0 if "A" in img.getbands()
-                else np.zeros((64, 64), dtype=np.float32))
+        img = images.open_picture(str(path))  # upright by its EXIF orientation, as ComfyUI's LoadImage
+    except errors.InfinityError as exc:
+        raise WorkflowError(f"LoadImage: {exc}") from None
+    rgb = images.pil_to_rgb(img)
+    # like ComfyUI: the mask is 1 - alpha, or an empty 64x64 mask without alpha
+    mask = (1.0 - np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0 if "A" in img.getbands()
+            else np.zeros((64, 64), dtype=np.float32))
     return (torch.from_numpy(rgb)[None], torch.from_numpy(mask)[None]), []
 
 
@@ -215,6 +215,32 @@ def _node_problems(node: dict, spec: NodeSpec, links: dict) -> list[str]:
             problems.append(f"{where}: input {inp['name']} names link {inp['link']}, which does not end here")
         elif inp["name"] not in spec.sockets or spec.sockets[inp["name"]][0] != link[5]:
             problems.append(f"{where}: input {inp['name']} does not take {link[5]}")
+    return problems
+
+
+LINK_FIELDS = ("id", "origin_id", "origin_slot", "target_id", "target_slot", "type")  # a link saved as an object
+
+
+def read_structure(workflow) -> list[str]:
+    """Problems with the file's shape, before its nodes are read: nodes must be objects with an id
+    and a type, links [id, from node, from slot, to node, to slot, type] lists. Links saved as
+    objects (newer front ends) are rewritten in place as such lists."""
+    if not isinstance(workflow, dict) or not isinstance(workflow.get("nodes"), list):
+        return ["not a UI-format workflow (no 'nodes' list); API-format files are for a running ComfyUI"]
+    problems = []
+    for i, node in enumerate(workflow["nodes"]):
+        missing = [key for key in ("id", "type") if not isinstance(node, dict) or key not in node]
+        if missing:
+            problems.append(f"node {i + 1} of {len(workflow['nodes'])} has no {' or '.join(map(repr, missing))}")
+    links = workflow.setdefault("links", [])
+    if not isinstance(links, list):
+        return problems + ["'links' is not a list"]
+    for i, link in enumerate(links):
+        if isinstance(link, dict) and all(key in link for key in LINK_FIELDS):
+            links[i] = link = [link[key] for key in LINK_FIELDS]
+        if not (isinstance(link, list) and len(link) == 6):
+            problems.append(f"link {i + 1} of {len(links)} is {json.dumps(link)[:80]}, not [id, from node, from slot, "
+                            "to node, to slot, type] nor an object with those fields")
     return problems
 
 
@@ -345,8 +371,9 @@ def main(argv=None) -> int:
     models = Path(args.models or REPO / "models")
     bridge.use_models_dir(str(models))
     specs = all_specs(pack_nodes(pack))
-    if not isinstance(workflow, dict) or "nodes" not in workflow:
-        print("error: not a UI-format workflow (no 'nodes'); API-format files are for a running ComfyUI",
+    problems = read_structure(workflow)
+    if problems:
+        print(f"error: {args.workflow} is not a UI-format workflow this runner can read:\n  " + "\n  ".join(problems),
               file=sys.stderr)
         return 2
     problems = check_workflow(workflow, specs)

@@ -102,12 +102,18 @@ def measure(path, option, config, budget, threads) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def progress(line: str) -> None:
+    """A line on stderr as the work goes (a run at 1M takes minutes); the results go to stdout at the end."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", choices=list(CONFIGS), default="tiny")
+    parser.add_argument("--config", choices=list(CONFIGS), default="tiny",
+                        help="tiny: depth 4, width 64; wide: depth 2, width 1024 (default tiny)")
     parser.add_argument("--budget", default="1M", help="pixel budget of the measured image (default 1M = 1024px)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each option (default 3)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the usable cores)")
     parser.add_argument("--tmp", default=None, help="folder for the model files (default: the system's)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -117,12 +123,17 @@ def main(argv=None) -> None:
         return
     threads = args.threads or len(os.sched_getaffinity(0))
     folder = tempfile.mkdtemp(prefix="infinity_lowvram_", dir=args.tmp)
+    total = args.repeats * len(OPTIONS)
     try:
+        progress(f"writing the {args.config} model as {', '.join(OPTIONS)}; then {total} runs, each in a fresh process")
         files = write_files(folder, args.config)
         runs = {option: [] for option in OPTIONS}
         for rnd in range(args.repeats):
             for option in (OPTIONS if rnd % 2 == 0 else OPTIONS[::-1]):
-                runs[option].append(measure(files[option], option, args.config, args.budget, threads))
+                result = measure(files[option], option, args.config, args.budget, threads)
+                runs[option].append(result)
+                done = sum(map(len, runs.values()))
+                progress(f"[{done}/{total}] {option}: {result['seconds']:.1f} s, peak {result['peak'] / 2**20:.1f} MiB")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

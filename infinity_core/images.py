@@ -3,6 +3,7 @@ and summed codes to images."""
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -30,16 +31,48 @@ def from_pil(picture: Image.Image) -> torch.Tensor:
     return torch.from_numpy(pil_to_rgb(picture))[None]
 
 
-def load_image(path: str) -> torch.Tensor:
-    """[H, W, 3] float in [0, 1]; any mode (alpha, palette, grey, 16-bit) becomes RGB."""
+# Pictures whose shorter side is at least twice this are reduced by a whole factor as they are read,
+# to a shorter side of KEEP_SIDE..2*KEEP_SIDE px: still more than the largest output side (1776 px),
+# and the fitting to the output frame does the rest.
+KEEP_SIDE = 2048
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}  # EXIF orientation -> the turn that makes the picture upright
+_REDUCIBLE_AS = {"1": "L", "P": "RGBA", "I;16": "I", "I;16B": "I", "I;16L": "I", "I;16N": "I"}  # modes reduce() lacks
+
+
+def open_picture(path: str) -> Image.Image:
+    """A picture file, read: turned upright by its EXIF orientation (a phone photo, as ComfyUI's
+    LoadImage turns it) and reduced as it is read when it is large, so the peak memory stays near
+    the decoded file's 8-bit pixels (a JPEG is decoded at 1/2 to 1/8 scale directly, without even those)."""
     if os.path.isdir(path):
         raise InfinityError(f"{path} is a folder, not an image: give the path of an image file.")
     try:
-        with Image.open(path) as img:
-            rgb = pil_to_rgb(img)
+        with warnings.catch_warnings():
+            # up to Pillow's hard limit (178 M pixels) a large picture is expected here, and reduced
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            orientation = img.getexif().get(0x0112, 1)
+            factor = min(img.size) // KEEP_SIDE
+            if factor >= 2:
+                img.draft(img.mode, (img.width // factor, img.height // factor))  # JPEG only; others ignore it
+            img.load()
+            factor = min(img.size) // KEEP_SIDE
+            if factor >= 2:
+                picture = (img.convert(_REDUCIBLE_AS[img.mode]) if img.mode in _REDUCIBLE_AS else img).reduce(factor)
+            else:
+                picture = img.copy()
+    except Image.DecompressionBombError as exc:
+        raise InfinityError(f"Could not read the image {path}: {exc}. Make a smaller copy of it first.") from None
     except (OSError, ValueError) as exc:
         raise InfinityError(f"Could not read the image {path}: {exc}") from exc
-    return torch.from_numpy(rgb)
+    return picture.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else picture
+
+
+def load_image(path: str) -> torch.Tensor:
+    """[H, W, 3] float in [0, 1]; any mode (alpha, palette, grey, 16-bit) becomes RGB (see open_picture)."""
+    return torch.from_numpy(pil_to_rgb(open_picture(path)))
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

@@ -16,6 +16,8 @@ import os
 
 import torch
 
+from .weights.t5_tokenizer import sentencepiece_t5_tokenizer
+
 # A few hundred words of the kind prompts use; the tokenizer's pieces are learned from them.
 _WORDS = """
 a an the of in on at with and or to from by for is are was as into under over near behind
@@ -42,40 +44,19 @@ def _corpus() -> list[str]:
     return sentences
 
 
-def _train_sentencepiece() -> bytes:
-    """A serialized SentencePiece unigram model with T5's special ids. Deterministic."""
+def train_sentencepiece(**normalizer) -> bytes:
+    """A serialized SentencePiece unigram model with T5's special ids. Deterministic. No
+    normalization unless `normalizer` (SentencePiece trainer options) asks for one: flan-t5-xl's
+    model normalizes with the "nmt_nfkc" table."""
     import sentencepiece as spm
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(_corpus()), model_writer=model, vocab_size=_VOCAB_SIZE,
-        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
-        character_coverage=1.0, normalization_rule_name="identity",
-        num_threads=1, shuffle_input_sentence=False, minloglevel=2)
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0,
+        num_threads=1, shuffle_input_sentence=False, minloglevel=2,
+        **(normalizer or {"normalization_rule_name": "identity"}))
     return model.getvalue()
-
-
-def _t5_tokenizer(spm_model: bytes):
-    """The SentencePiece model as a T5 fast tokenizer, built directly from its pieces and scores.
-
-    The `tokenizers` pipeline is the one transformers builds for T5 (whitespace split, then
-    Metaspace with a prefix space; `</s>` appended by the post-processor), so no protobuf or
-    slow-to-fast conversion is needed."""
-    import sentencepiece as spm
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import T5TokenizerFast
-
-    sp = spm.SentencePieceProcessor(model_proto=spm_model)
-    pieces = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
-    backend = Tokenizer(models.Unigram(pieces, unk_id=sp.unk_id(), byte_fallback=False))
-    backend.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.WhitespaceSplit(),
-        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)])
-    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    backend.post_processor = processors.TemplateProcessing(
-        single=["$A", "</s>"], pair=["$A", "</s>", "$B", "</s>"], special_tokens=[("</s>", sp.eos_id())])
-    return T5TokenizerFast(tokenizer_object=backend, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-                           extra_ids=0, legacy=True, model_max_length=512)
 
 
 def tiny_t5_config(vocab_size: int = _VOCAB_SIZE, d_model: int = 64):
@@ -99,8 +80,8 @@ def write_tiny_t5(folder: str, d_model: int = 64, seed: int = 0) -> str:
 
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
-    spm_model = _train_sentencepiece()
-    tokenizer = _t5_tokenizer(spm_model)
+    spm_model = train_sentencepiece()
+    tokenizer = sentencepiece_t5_tokenizer(spm_model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = T5EncoderModel(tiny_t5_config(len(tokenizer), d_model)).eval()

@@ -7,6 +7,7 @@ models folder (`use_models_dir`), no progress bar and no cancel.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 import uuid
@@ -27,6 +28,8 @@ try:
     IN_COMFY = True
 except ImportError:
     IN_COMFY = False
+
+log = logging.getLogger(__name__)
 
 # ComfyUI folder name -> what goes there (for messages)
 MODEL_FOLDERS = {
@@ -100,11 +103,11 @@ def model_dirs(folder: str) -> list[str]:
 
 
 def text_encoder_choices() -> list[str]:
-    """T5 folders, and GGUF weight files inside them (read with the folder's config and tokenizer)."""
-    folders = model_dirs("text_encoders")
-    in_folders = sorted(name for name in model_files("text_encoders")
-                        if name.lower().endswith(".gguf") and os.path.dirname(name) in folders)
-    return folders + in_folders
+    """T5 folders, and GGUF files anywhere under text_encoders: a T5 encoder GGUF made by llama.cpp
+    (flan-t5-xl-encoder-Q8_0.gguf) carries its own tokenizer; one that does not is read with the
+    config and tokenizer of the flan-t5-xl folder it is in."""
+    gguf_files = [name for name in model_files("text_encoders") if name.lower().endswith(".gguf")]
+    return model_dirs("text_encoders") + gguf_files
 
 
 def find_model(folder: str, name: str) -> Optional[str]:
@@ -156,12 +159,15 @@ def operations(weights: str = "plain"):
     if weights == "fp8":
         return comfy.ops.manual_cast
     if weights == "gguf":
-        return _comfyui_gguf_ops() or LowBitOps
+        ops = _comfyui_gguf_ops()
+        log.info("InfinityStyle: the GGUF transformer runs on %s layers.", "ComfyUI-GGUF's" if ops else "the pack's own")
+        return ops or LowBitOps
     return comfy.ops.disable_weight_init
 
 
 def _comfyui_gguf_ops():
-    """ComfyUI-GGUF's layer classes, able to hold the engine's quantized weights, if that pack is loaded."""
+    """ComfyUI-GGUF's layer classes, able to hold the engine's quantized weights and decoding them to
+    the same numbers as the engine's layers, if that pack is loaded."""
     pack = next((m for name, m in list(sys.modules.items()) if name.endswith(".ops")  # vars(): no __getattr__ magic
                  and isinstance(vars(m).get("GGMLOps"), type) and isinstance(vars(m).get("GGMLTensor"), type)), None)
     if pack is None:
@@ -169,6 +175,12 @@ def _comfyui_gguf_ops():
     import gguf
 
     class ComfyUIGGUFOps(pack.GGMLOps):
+        class Linear(pack.GGMLOps.Linear):
+            # Decode in fp32, then cast to the compute dtype, as the engine's own layers do: its default
+            # (None) multiplies in fp16, which moves the logits by ~1e-3 and changes sampled bits.
+            # A class of our own, so the dtype its loader nodes set on GGMLOps.Linear does not reach us.
+            dequant_dtype = torch.float32
+
         @staticmethod
         def hold_quantized(layer, attr, q) -> bool:
             if attr != "weight" or not isinstance(layer, torch.nn.Linear):

@@ -49,15 +49,17 @@ class Loader(io.ComfyNode):
                                tooltip="The Infinity transformer, from models/infinity: infinity_2b_reg.pth, or an "
                                        "8B weights folder as downloaded (infinity_8b_weights or "
                                        "infinity_8b_512x512_weights: shards and their index file). A .gguf file "
-                                       "(Q8_0, Q4_0, Q4_K ...) stays quantized on the GPU; see the pack's "
-                                       "docs/memory.md. " + plan_tooltip()),
+                                       "(infinity_2b_reg_Q8_0.gguf as published, or one you made) stays quantized on "
+                                       "the GPU; see the pack's docs/memory.md. " + plan_tooltip()),
                 io.Combo.Input("vae", options=bridge.model_files("vae"),
                                tooltip="The BSQ VAE that goes with it, from models/vae: infinity_vae_d32reg.pth for "
-                                       "2B, infinity_vae_d56_f8_14_patchify.pth for 8B."),
+                                       "2B (the GGUF release calls it infinity_vae_d32_reg.pth), "
+                                       "infinity_vae_d56_f8_14_patchify.pth for 8B."),
                 io.Combo.Input("text_encoder", options=bridge.text_encoder_choices(),
                                tooltip="The flan-t5-xl folder (config.json, tokenizer, weights), from "
-                                       "models/text_encoders, or a flan-t5-xl encoder .gguf file put in that folder "
-                                       "(its config.json and tokenizer are used with it)."),
+                                       "models/text_encoders, or a T5 encoder .gguf file: flan-t5-xl-encoder-Q8_0.gguf "
+                                       "as published carries its own tokenizer and works alone; a .gguf of weights "
+                                       "only is read with the config.json and tokenizer of the folder it is in."),
                 io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
                                tooltip="Precision of the transformer blocks. auto = ComfyUI's choice for your device "
                                        "(bf16 where supported, else fp32). fp8_e4m3fn stores their weights in 8 bits "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..infinity_core.errors import InfinityError
 from ..infinity_core.style import StyleReference
-from ..infinity_core.style.references import check_picture
+from ..infinity_core.style.references import check_mask, check_picture
 from ._api import io
 from .common import CATEGORY, ContentIO, StyleIO, user_errors
 
@@ -59,7 +59,7 @@ class StyleImageEncoder(io.ComfyNode):
     def execute(cls, image, weight, mask=None, styles=None):
         check_picture(image, "style image")
         if mask is not None:
-            check_picture(mask, "mask")
+            check_mask(mask)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
             raise InfinityError(f"weight must be a number, 0 (off) or more; got {weight!r}.")
         images = list(image) if image.ndim == 4 else [image]

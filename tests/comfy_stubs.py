@@ -164,6 +164,62 @@ def _comfy_api(pack_dir: Path):
     return latest
 
 
+def comfyui_gguf_ops(comfy_ops) -> types.ModuleType:
+    """A stand-in for ComfyUI-GGUF's `ops` module (city96/ComfyUI-GGUF 795e4515, Apache-2.0), with what
+    the pack relies on and the behaviour under test: `GGMLTensor` (raw blocks whose `.shape` is the
+    logical shape) and `GGMLOps.Linear`, which decodes Q8_0 / Q4_0 blocks at each call with the fp16
+    scale cast to its class attribute `dequant_dtype` (None, its default, leaves the arithmetic in
+    fp16) and then casts the weight to the input's dtype."""
+    module = types.ModuleType("ComfyUI-GGUF.ops")
+
+    class GGMLTensor(torch.Tensor):
+        def __new__(cls, data, *, tensor_type, tensor_shape):
+            return super().__new__(cls, data)
+
+        def __init__(self, data, *, tensor_type, tensor_shape):
+            super().__init__()
+            self.tensor_type, self.tensor_shape = tensor_type, tensor_shape
+
+        def to(self, *args, **kwargs):  # as ComfyUI-GGUF's (`param.data` carries no attributes)
+            moved = super().to(*args, **kwargs)
+            moved.tensor_type = getattr(self, "tensor_type", None)
+            moved.tensor_shape = getattr(self, "tensor_shape", moved.data.shape)
+            return moved
+
+        def detach(self, *args, **kwargs):  # as ComfyUI-GGUF's: nn.Parameter(tensor) keeps the attributes
+            return self
+
+        @property
+        def shape(self):
+            return getattr(self, "tensor_shape", self.size())
+
+    def dequantize(blocks: torch.Tensor, qtype: int, shape, dtype):
+        import gguf
+        elements, nbytes = gguf.GGML_QUANT_SIZES[qtype]
+        blocks = blocks.view(torch.uint8).reshape(-1, nbytes)
+        d = blocks[:, :2].contiguous().view(torch.float16).to(dtype)
+        if qtype == gguf.GGMLQuantizationType.Q8_0:
+            q = blocks[:, 2:].contiguous().view(torch.int8)
+        else:  # Q4_0: low nibbles are elements 0-15, high nibbles 16-31
+            q = (torch.cat([blocks[:, 2:] & 0x0F, blocks[:, 2:] >> 4], dim=1)).to(torch.int8) - 8
+        return (d * q).reshape(shape)
+
+    class GGMLOps(comfy_ops.manual_cast):
+        class Linear(torch.nn.Linear):
+            dequant_dtype = None
+
+            def forward(self, x):
+                weight = self.weight
+                if isinstance(weight, GGMLTensor):
+                    blocks = weight.as_subclass(torch.Tensor)
+                    weight = dequantize(blocks, weight.tensor_type, weight.tensor_shape, self.dequant_dtype)
+                bias = None if self.bias is None else self.bias.to(x.dtype)
+                return torch.nn.functional.linear(x, weight.to(x.dtype), bias)
+
+    module.GGMLTensor, module.GGMLOps = GGMLTensor, GGMLOps
+    return module
+
+
 @contextlib.contextmanager
 def installed(pack_dir: Path, models_dir: str, user_paths: dict | None = None):
     """sys.modules holds the stand-ins inside the block; yields the Recorder and the modules."""

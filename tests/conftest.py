@@ -1,4 +1,3 @@
-import os
 import sys
 from pathlib import Path
 
@@ -10,7 +9,3 @@ import torch
 
 # The tests run tiny models, where thread start-up costs more than it saves (3x slower on 2 cores).
 torch.set_num_threads(1)
-
-# The browser tests (tests/e2e) need a real ComfyUI checkout, which CI cannot install: they are
-# collected only when INFINITYSTYLE_COMFYUI names one.
-collect_ignore = [] if os.environ.get("INFINITYSTYLE_COMFYUI") else ["e2e"]

@@ -13,15 +13,19 @@ import asyncio, importlib.util, sys
 comfy_dir, pack_dir, models = sys.argv[1:4]
 sys.argv = [sys.argv[0], "--cpu"]
 sys.path.insert(0, comfy_dir)
-import comfy.options; comfy.options.enable_args_parsing()
+import comfy.options
+comfy.options.enable_args_parsing()
 import comfy.model_management as mm, comfy.utils, folder_paths
 spec = importlib.util.spec_from_file_location("InfinityStyle", pack_dir + "/__init__.py",
                                               submodule_search_locations=[pack_dir])
-pack = importlib.util.module_from_spec(spec); sys.modules["InfinityStyle"] = pack; spec.loader.exec_module(pack)
+pack = importlib.util.module_from_spec(spec)
+sys.modules["InfinityStyle"] = pack
+spec.loader.exec_module(pack)
 folder_paths.add_model_folder_path("infinity", models + "/infinity")  # as extra_model_paths.yaml would
 folder_paths.add_model_folder_path("vae", models + "/vae")
 folder_paths.add_model_folder_path("text_encoders", models + "/text_encoders")
-extension = asyncio.run(pack.comfy_entrypoint()); asyncio.run(extension.on_load())
+extension = asyncio.run(pack.comfy_entrypoint())
+asyncio.run(extension.on_load())
 nodes = {c.GET_SCHEMA().node_id: c for c in asyncio.run(extension.get_node_list())}
 for c in nodes.values():
     c.INPUT_TYPES()

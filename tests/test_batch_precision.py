@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from infinity_core import schedules
+from infinity_core.network.text import TextBatch
 from infinity_core.sampler import SamplingSettings, generate
 from infinity_core.style import StyleConditioning, StyleReference, Stages, stylize
 from infinity_core.tiny import TINY_TRANSFORMER
@@ -27,6 +28,16 @@ def test_plain_image_i_of_a_batch_is_the_single_run_with_seed_plus_i(model):
         single = generate(model, text, SCHEDULE, [seed], SETTINGS, negative=random_text(3, 2))
         assert torch.equal(batch.summed_codes[i], single.summed_codes[0])
         assert all(torch.equal(b[i], s[0]) for b, s in zip(batch.drawn_bits, single.drawn_bits))
+
+
+def test_with_one_negative_prompt_per_image_image_i_uses_negative_i(model):
+    text, negatives = random_text(5, 1), [random_text(3, 2), random_text(4, 3)]
+    batch = generate(model, text.select([0, 0]), SCHEDULE, [4, 5], SETTINGS, negative=TextBatch.cat(negatives))
+    for i, (seed, negative) in enumerate(zip([4, 5], negatives)):
+        assert torch.equal(batch.summed_codes[i], generate(model, text, SCHEDULE, [seed], SETTINGS,
+                                                           negative=negative).summed_codes[0])
+    other = generate(model, text, SCHEDULE, [5], SETTINGS, negative=negatives[0]).summed_codes[0]
+    assert not torch.equal(batch.summed_codes[1], other), "the negatives must differ in effect for the check to bite"
 
 
 def test_stylized_image_i_of_a_batch_is_the_single_run_with_seed_plus_i(model):

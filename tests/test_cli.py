@@ -77,6 +77,8 @@ def no_loading(monkeypatch):
     ("--top-p", "1.5", "top_p must be"), ("--top-k", "-1", "top_k must be"), ("--top-k", "2.5", "not a whole number"),
     ("--style-image", "x.png=abc", "the weight 'abc' after '=' is not a number"),
     ("--style-image", "x.png=-1", "the weight '-1'"),
+    ("--region-strength", "-1", "give a number from 0 to 10"), ("--region-strength", "nan", "from 0 to 10"),
+    ("--position-weight", "nan", "give a number from 0 to 2"), ("--position-weight", "3", "from 0 to 2"),
 ])
 def test_every_value_the_widgets_refuse_is_refused_before_loading(models, tmp_path, capsys, no_loading, flag, value,
                                                                    fragment):
@@ -93,12 +95,21 @@ def test_every_value_the_widgets_refuse_is_refused_before_loading(models, tmp_pa
     (["--style-image", "missing.png"], "Could not read the image missing.png"),
     (["--out", "."], "is a folder"), (["--out", "nowhere/x.png"], "does not exist"),
     (["--out", "x.abc"], ".abc is not an image format"),
+    (["--content", " "], "The content prompt is empty"), (["--style", ""], "The style prompt is empty"),
+    (["--regions", "auto"], "style 1 has none (a style in words only)"),
+    (["--regions", "auto", "--style-image", "s.png=0"], "every style is left out (1 with weight 0"),
 ])
 def test_settings_that_need_the_schedule_are_checked_before_loading(models, tmp_path, monkeypatch, capsys,
                                                                      no_loading, extra, fragment):
     monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (20, 20), (200, 30, 30)).save(tmp_path / "s.png")
     assert main(["stylize", *_flags(models), "--content", "a cat", "--style", "ink", "--out", "x.png", *extra]) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_an_empty_prompt_is_refused_before_loading(models, tmp_path, capsys, no_loading):
+    assert main(["generate", *_flags(models), "--prompt", "", "--out", str(tmp_path / "x.png")]) == 2
+    assert "the prompt is empty" in capsys.readouterr().err
 
 
 def test_missing_model_files_are_all_listed_with_the_readme_names(tmp_path, capsys, no_loading):
@@ -107,7 +118,8 @@ def test_missing_model_files_are_all_listed_with_the_readme_names(tmp_path, caps
     assert main(["generate", "--models", str(tmp_path / "models"), "--t5", str(tmp_path / "t5"), "--prompt", "a cat",
                  "--out", str(tmp_path / "y.png")]) == 2
     err = capsys.readouterr().err
-    assert "infinity_2b_reg.pth or infinity_2b_reg.safetensors or infinity_8b_weights in" in err and f"--t5 {tmp_path / 't5'}" in err
+    assert ("infinity_2b_reg.pth or infinity_2b_reg.safetensors or infinity_8b_weights or infinity_2b_reg_Q8_0.gguf in"
+            in err) and f"--t5 {tmp_path / 't5'}" in err
     assert "infinity_vae_d32reg" not in err and "add --tiny" in err
 
 
@@ -129,13 +141,18 @@ def test_style_image_weights_and_paths_with_an_equals_sign_reach_the_engine(mode
     assert got.value.args[0] == [1.0, 0.5, 2.0]
 
 
-def test_every_option_has_help_and_shows_its_default():
+def test_every_option_has_help_and_says_its_default_once():
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, sub in commands.choices.items():
         for action in sub._actions:
             assert action.help, f"{name} {action.option_strings} has no help"
-        assert "(default: 1M)" in " ".join(sub.format_help().split())
+            said = " ".join(sub._get_formatter()._format_action(action).split())
+            assert said.count("default") <= 1, f"{name}: {said}"
+            for nothing in ("(default: None)", "(default: False)", "(default: [])", "(default: )"):
+                assert nothing not in said, f"{name}: {said}"
+        if any("--pn" in action.option_strings for action in sub._actions):
+            assert "(default: 1M)" in " ".join(sub.format_help().split())
 
 
 def test_tiny_runs_the_pipeline_without_model_files(tmp_path, monkeypatch, capsys):

@@ -15,6 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = json.loads((REPO / "tests" / "data" / "step_text_cases.json").read_text(encoding="utf-8"))
+SIZE_CASES = json.loads((REPO / "tests" / "data" / "custom_size_cases.json").read_text(encoding="utf-8"))["cases"]
 
 
 def _front_end():
@@ -67,6 +68,20 @@ def test_stage_case(case):
     else:
         assert "error" not in case, case
         assert [role for _, _, role in describe_schedule(plan, stages)] == case["roles"]
+
+
+@pytest.mark.parametrize("case", SIZE_CASES, ids=lambda c: repr(c["text"]))
+def test_custom_size_case(case):
+    """The sampler reads custom_size as width x height (the strip is tested against the same table)."""
+    import run_workflow as rw
+    pack = rw.load_pack().__name__
+    sampling = importlib.import_module(f"{pack}.nodes.sampling")
+    if "error" in case:
+        with pytest.raises(importlib.import_module(f"{pack}.infinity_core.errors").InfinityError) as caught:
+            sampling.make_schedule(sampling.CUSTOM, case["text"], "1M", None)
+        assert str(caught.value) == case["error"]
+    else:
+        assert list(sampling.make_schedule(sampling.CUSTOM, case["text"], "1M", None).final_grid) == case["final_grid_hw"]
 
 
 def test_a_huge_range_is_refused_before_it_expands():

@@ -15,7 +15,10 @@ with R_max = 10% of the largest logit error. Measured on these models: R is 0.1%
 """
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import sys
 import warnings
 
 import numpy as np
@@ -27,7 +30,7 @@ gguf = pytest.importorskip("gguf")  # in requirements.txt: CI always has it
 
 from infinity_core.weights import ggml  # noqa: E402
 from infinity_core.errors import CheckpointError, InfinityError  # noqa: E402
-from infinity_core.weights.gguf_file import read_gguf, write_gguf  # noqa: E402
+from infinity_core.weights.gguf_file import write_gguf  # noqa: E402
 from infinity_core.weights.lowbit import Linear as LowBitLinear  # noqa: E402
 from infinity_core.memory_plan import GIB, kv_cache_bytes, sampling_bytes, step_bytes, t5_weight_bytes, weight_bytes  # noqa: E402
 from infinity_core.network.config import PRESETS  # noqa: E402
@@ -246,15 +249,24 @@ def fp32_file(fp32_state, tmp_path_factory):
 
 
 @pytest.mark.parametrize("compute", [torch.float32, torch.bfloat16])
-def test_fp8_stores_the_block_linears_in_8_bits(fp32_file, compute):
+def test_fp8_stores_the_block_linears_in_8_bits(fp32_state, fp32_file, compute):
+    """Block Linear weights: the file's values rounded to fp8; every other block tensor (biases
+    included) the file's in the compute dtype; the rest the file's fp32 values."""
     model = load_transformer(fp32_file, dtype=compute, storage=torch.float8_e4m3fn)
-    for block in model.blocks:
-        for layer in (block.sa.mat_qkv, block.sa.proj, block.ca.mat_q, block.ca.mat_kv, block.ffn.fc1, block.ffn.fc2):
-            assert layer.weight.dtype == torch.float8_e4m3fn and layer.bias is None or layer.bias.dtype == compute
-        assert block.sa.q_bias.dtype == block.ca_norm.weight.dtype == compute
-    assert model.head.weight.dtype == torch.float32 and model.compute_dtype == compute
-    logits = teacher_forced(model)
-    assert torch.isfinite(logits).all()
+    linears = {f"{name}.weight" for name, m in model.named_modules()
+               if name.startswith("block_chunks.") and isinstance(m, torch.nn.Linear)}
+    for block in ("sa.mat_qkv", "sa.proj", "ca.mat_q", "ca.mat_kv", "ffn.fc1", "ffn.fc2"):
+        assert f"block_chunks.0.module.0.{block}.weight" in linears
+    for key, value in model.state_dict().items():
+        file_value = fp32_state[key]
+        if key in linears:
+            assert value.dtype == torch.float8_e4m3fn, key
+            assert torch.equal(value.float(), file_value.to(torch.float8_e4m3fn).float()), key
+        elif key.startswith("block_chunks."):
+            assert value.dtype == compute and torch.equal(value, file_value.to(compute)), key
+        else:
+            assert value.dtype == torch.float32 and torch.equal(value, file_value), key
+    assert model.compute_dtype == compute and torch.isfinite(teacher_forced(model)).all()
 
 
 def test_fp8_with_fp32_compute_is_the_model_with_fp8_rounded_weights(fp32_state, fp32_file):
@@ -327,6 +339,39 @@ def test_t5_from_gguf_encodes_as_its_dequantized_weights(t5_folder, name, tmp_pa
     got, want = encoder.encode(prompts), load_text_encoder(str(reference)).encode(prompts)
     assert got.lens == want.lens
     assert torch.allclose(got.features, want.features, atol=1e-5)
+
+
+def test_a_low_bit_linear_computes_in_its_own_compute_dtype():
+    """T5's `wo` computes in fp32 in an fp16 run: 4 x 100 x 300 = 120000 is past fp16's 65504."""
+    layer = LowBitLinear(4, 2, bias=False)
+    layer.weight = torch.nn.Parameter(torch.full((2, 4), 300.0), requires_grad=False)
+    layer.compute_dtype = torch.float32
+    out = layer(torch.full((1, 4), 100.0, dtype=torch.float16))
+    assert out.dtype == torch.float32 and torch.equal(out, torch.full((1, 2), 120000.0))
+
+
+def test_a_gguf_t5_in_fp16_encodes_as_in_fp32_with_its_ffn_output_in_fp32(t5_folder, tmp_path):
+    """FFN output weights scaled so that `wo`'s output passes fp16's 65504 (as flan-t5-xl's does):
+    fp16 features stay within fp16 rounding of the fp32 ones because `wo` computes in fp32."""
+    state = load_file(str(t5_folder / "model.safetensors"))
+    state.pop("encoder.embed_tokens.weight", None)
+    loud = {k: v * 1e5 if k.endswith("DenseReluDense.wo.weight") else v for k, v in state.items()}
+    folder = tmp_path / "t5"
+    folder.mkdir()
+    for f in t5_folder.iterdir():
+        if f.suffix != ".gguf":
+            (folder / f.name).write_bytes(f.read_bytes())
+    write_gguf(str(folder / "t5-loud-Q8_0.gguf"), loud, "Q8_0", arch="t5encoder")
+    prompts = ["a cat in the snow, watercolor", "red"]
+    full = load_text_encoder(str(folder / "t5-loud-Q8_0.gguf"))
+    largest = []
+    for block in full.model.encoder.block:
+        block.layer[1].DenseReluDense.wo.register_forward_hook(lambda m, i, out: largest.append(out.abs().max()))
+    want = full.encode(prompts).features
+    assert max(largest) > 65504, "wo's output must pass fp16's range for the check to bite"
+    got = load_text_encoder(str(folder / "t5-loud-Q8_0.gguf"), dtype=torch.float16).encode(prompts).features
+    assert torch.isfinite(got).all()
+    assert (got.float() - want).abs().max() < 0.01 * want.abs().max()
 
 
 def test_a_t5_gguf_that_is_not_that_t5_names_what_it_holds(t5_folder, tmp_path):
@@ -454,3 +499,67 @@ def test_the_sampler_hands_comfyui_the_cache_it_will_fill(comfy_pack, monkeypatc
     # the cache's buffers as the run filled them, and the largest step's working set (fp32 here)
     largest_step = max(step_bytes(model.obj.config, tokens, rows, 4) for tokens, rows in steps)
     assert peak[0] > 0 and pack.recorder.memory_required[-1] == peak[0] + largest_step
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0"])
+def test_with_comfyui_gguf_installed_a_gguf_file_computes_what_it_computes_without(comfy_pack, gguf_files,
+                                                                                 monkeypatch, qtype):
+    """ComfyUI-GGUF's layers (a stand-in with its decoding rules) run the transformer when that pack is
+    loaded: the logits must be the pack's own layers' to the bit, so the same seed draws the same image."""
+    import comfy_stubs
+
+    path, _ = gguf_files[qtype]
+    standin = comfy_stubs.comfyui_gguf_ops(comfy_pack.stubs.comfy_ops)
+    monkeypatch.setitem(sys.modules, "ComfyUI-GGUF.ops", standin)
+    infinity = comfy_pack.stubs.folder_paths.get_folder_paths("infinity")[0]
+    shutil.copy(path, os.path.join(infinity, os.path.basename(path)))
+    model = comfy_pack.run("InfinityStyleLoader", **{**comfy_pack.files, "transformer": os.path.basename(path)}).args[0]
+    layer = model.obj.blocks[0].ffn.fc1
+    assert isinstance(layer, standin.GGMLOps.Linear) and isinstance(layer.weight, standin.GGMLTensor)
+    assert torch.equal(teacher_forced(model.obj), teacher_forced(load_transformer(path)))
+
+
+# --- the gguf command ----------------------------------------------------------------------------------
+
+def test_the_gguf_command_writes_files_the_loader_reads(fp32_state, fp32_file, tmp_path):
+    from infinity_core.cli import main
+    from infinity_core.tiny import TINY_8B_TRANSFORMER
+    from infinity_core.weights.sharded import write_sharded
+
+    target = tmp_path / "tiny-Q8_0.gguf"
+    assert main(["gguf", fp32_file, str(target), "Q8_0"]) == 0
+    expected = teacher_forced(model_with(reference_weights(str(target), fp32_state)))
+    assert torch.equal(teacher_forced(load_transformer(str(target))), expected)
+    assert not list(tmp_path.glob("*.part"))
+    sharded = tmp_path / "tiny-8b"  # the 8B release is a sharded folder
+    write_sharded(build_random_transformer(TINY_8B_TRANSFORMER, 1).state_dict(), str(sharded), shards=2)
+    assert main(["gguf", str(sharded), str(tmp_path / "tiny-8b-Q4_0.gguf"), "Q4_0"]) == 0
+    layer = load_transformer(str(tmp_path / "tiny-8b-Q4_0.gguf")).blocks[3].sa.mat_qkv
+    assert layer.qtype == ggml.Q4_0
+
+
+def test_the_gguf_command_explains_itself_and_its_refusals(fp32_file, tmp_path, capsys):
+    from infinity_core.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["gguf", "--help"])
+    assert done.value.code == 0 and "Q8_0, Q5_1, Q5_0, Q4_1, Q4_0, BF16" in capsys.readouterr().out
+
+    def error(source, target, qtype) -> str:
+        """The message the command prints when it refuses, after checking it wrote nothing."""
+        assert main(["gguf", str(source), str(target), qtype]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err, err
+        assert not target.exists() or target.name == "taken.gguf"
+        return err.strip()
+
+    missing = tmp_path / "none.pth"
+    assert error(missing, tmp_path / "x.gguf", "Q8_0") == f"error: {missing}: no such file."
+    for k_quant, instead in (("Q4_K", "Q4_1"), ("Q5_K", "Q5_1"), ("Q6_K", "Q8_0")):
+        message = error(fp32_file, tmp_path / "k.gguf", k_quant)
+        assert f"{k_quant} cannot be written here" in message and f"Use {instead} instead" in message
+    (tmp_path / "taken.gguf").write_bytes(b"x")
+    assert "exists; not overwriting it" in error(fp32_file, tmp_path / "taken.gguf", "Q8_0")
+    vae = tmp_path / "vae.safetensors"
+    save_file({"encoder.conv_in.conv.weight": torch.zeros(4, 3, 3, 3)}, str(vae))
+    assert "this is not an Infinity transformer checkpoint" in error(vae, tmp_path / "from-vae.gguf", "Q8_0")

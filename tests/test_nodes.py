@@ -396,6 +396,50 @@ def test_sampler_values_outside_the_widgets_are_refused_by_name(plain, graph, na
     assert message.startswith(f"{name} must be") and repr(value) in message
 
 
+# The Sampler node's widget ranges, as ComfyUI shows them: every bound is a value a user can set.
+WIDGET_RANGES = {"seed": (0, 2 ** 64 - 1), "cfg": (1.0, 20.0), "tau": (0.05, 2.0), "top_k": (0, 1000),
+                 "top_p": (0.0, 1.0), "batch_size": (1, 16)}
+
+
+def plain_sampler(pack, prompt="a red house", negative="", **widgets):
+    """The plain graph (Loader -> Text Encode -> Sampler); returns (codes, model, text encoder)."""
+    model, vae, text_encoder = loaded(pack)
+    cond = pack.run("InfinityStyleTextEncode", {"text_encoder": text_encoder}, prompt=prompt, negative=negative).args[0]
+    codes = pack.run("InfinityStyleSampler", {"model": model, "vae": vae, "conditioning": cond},
+                     **{**QUICK, **widgets}).args[0]
+    return codes, model.obj, text_encoder.obj
+
+
+def test_the_sampler_takes_every_bound_of_its_widgets(plain):
+    widgets = {w.name: w for w in plain.specs["InfinityStyleSampler"].widgets}
+    assert {name: (widgets[name].min, widgets[name].max) for name in WIDGET_RANGES} == WIDGET_RANGES
+    for end in (0, 1):
+        codes, _, _ = plain_sampler(plain, **{name: bounds[end] for name, bounds in WIDGET_RANGES.items()})
+        assert len(codes.summed) == WIDGET_RANGES["batch_size"][end] and torch.isfinite(codes.summed).all()
+
+
+def test_seeds_wrap_around_at_2_to_the_64(plain):
+    """Seed 2^64 - 1 with a batch of 2: image 0 uses 2^64 - 1, image 1 seed 0."""
+    assert plain.mod("infinity_core.sampler").seeds_for(2 ** 64 - 1, 3) == [2 ** 64 - 1, 0, 1]
+    batch, model, _ = plain_sampler(plain, seed=2 ** 64 - 1, batch_size=2)
+    assert torch.equal(batch.summed[0], plain_sampler(plain, seed=2 ** 64 - 1)[0].summed[0])
+    assert torch.equal(batch.summed[1], plain_sampler(plain, seed=0)[0].summed[0])
+
+
+def test_the_plain_sampler_uses_the_negative_prompt(plain):
+    """Plain text-to-image with a negative prompt samples what the engine samples with that negative
+    (as each image's unconditional text), not what it samples without one."""
+    codes, model, text_encoder = plain_sampler(plain, negative="blurry", seed=3, batch_size=2)
+    engine = plain.mod("infinity_core.sampler")
+    text = text_encoder.encode(["a red house", "blurry"])
+    settings = engine.SamplingSettings(cfg=3.0, tau=0.5, top_k=900, top_p=0.97)  # the widgets' defaults
+    run = lambda negative: engine.generate(model, text.select([0, 0]), codes.schedule, [3, 4], settings,  # noqa: E731
+                                           negative=negative).summed_codes
+    expected = run(text.select([1]))
+    assert torch.equal(codes.summed, expected)
+    assert not torch.equal(expected, run(None)), "the negative must change the images for the check to bite"
+
+
 def test_an_aspect_not_in_the_list_is_refused_with_the_list(plain, graph):
     message = plain.error("InfinityStyleSampler", graph, pixel_budget="0.06M", aspect="5:4 wide")
     assert "'5:4 wide' is not one of" in message and "1:1 square" in message
@@ -411,6 +455,12 @@ def test_an_aspect_not_in_the_list_is_refused_with_the_list(plain, graph):
     ("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 8, 8, 3), "weight": NAN}, "weight must be"),
     ("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 8, 8, 3), "weight": -1.0}, "weight must be"),
     ("InfinityStyleContentImageEncoder", {"image": torch.zeros(1, 0, 0, 3)}, "content image is empty"),
+    ("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 8, 8, 3), "mask": torch.full((1, 8, 8), 7.0)},
+     "Mask values go from 0 (the style does not paint here) to 1 (it paints here); this mask holds 7 to 7"),
+    ("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 8, 8, 3), "mask": torch.linspace(-5, 1, 64).view(8, 8)},
+     "this mask holds -5 to 1"),
+    ("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 8, 8, 3), "mask": torch.ones(64)},
+     "A mask is [H, W] (or a batch [B, H, W]); this one has shape (64,)"),
 ])
 def test_empty_or_nan_pictures_and_bad_weights_are_refused_by_name(plain, node, inputs, fragment):
     widgets = {k: inputs.pop(k) for k in list(inputs) if k == "weight"}
@@ -443,7 +493,22 @@ def test_stage_probe_runs_base_and_every_step_with_progress_and_previews(comfy):
     assert [(value, total) for value, total, _ in sampling] == [(v, runs * scales) for v in range(1, 57)]
     assert all(kind == "JPEG" and isinstance(picture, Image.Image) for _, _, (kind, picture, _) in sampling)
     assert [(value, total) for value, total, _ in decoding] == [(v, runs) for v in range(1, runs + 1)]
-    assert len({images[i].sum().item() for i in range(runs)}) > 1, "the probed steps changed nothing"
+    # the grid: the base image, then steps 0-6, in rows of four 256 px tiles over 24 px labels
+    gap = 4
+    for i in range(runs):
+        x, y = gap + (i % 4) * (256 + gap), gap + (i // 4) * (256 + 24 + gap)
+        torch.testing.assert_close(grid[0, y:y + 256, x:x + 256], (images[i] * 255).round() / 255, rtol=0, atol=1e-6)
+    # the plot: one bar per step 0-6, as tall as that step's mean difference from the base image
+    differences = [(images[i] - images[0]).abs().mean().item() for i in range(1, runs)]
+    assert min(differences) > 0, "every step must draw a bar for the check to bite"
+    bar = torch.tensor(comfy.mod("infinity_core.probe.picture").BAR) / 255
+    is_bar = ((plot[0] - bar).abs().amax(-1) < 1e-6).to(torch.int8)
+    columns = is_bar.any(0).nonzero().flatten().tolist()
+    starts = [c for c in columns if c - 1 not in columns]
+    heights = [int(is_bar[:, c].sum()) for c in starts]
+    assert len(heights) == scales
+    for height, difference in zip(heights, differences):
+        assert height == pytest.approx(max(heights) * difference / max(differences), abs=1.5)
 
 
 def test_the_probes_base_image_is_the_plain_sampler_image(plain):
@@ -484,6 +549,8 @@ def test_stage_probe_needs_both_prompts(plain):
 # --- semantic style regions -----------------------------------------------------------------------
 
 def test_three_unmasked_styles_painted_region_by_region_with_a_region_map(plain):
+    """The node runs the engine's regions: its codes and region maps are the engine's for the same
+    inputs (seeds 0 and 1), and without Style Regions its codes are the global mix's."""
     model, vae, text_encoder = loaded(plain)
     links = {"model": model, "vae": vae,
              "conditioning": plain.run("InfinityStyleConditioner", {"text_encoder": text_encoder}).args[0],
@@ -492,12 +559,21 @@ def test_three_unmasked_styles_painted_region_by_region_with_a_region_map(plain)
     regions = plain.run("InfinityStyleRegions", regions="3", attention="hard").args[0]
     assert (regions.count, regions.hard) == (3, True)
     codes, region_map = plain.run("InfinityStyleSampler", {**links, "regions": regions}, **QUICK, batch_size=2).args
-    global_codes, note = plain.run("InfinityStyleSampler", links, **QUICK, batch_size=2).args
-    assert codes.summed.shape == global_codes.summed.shape and not torch.equal(codes.summed, global_codes.summed)
-    assert region_map.shape[0] == 2 and region_map.shape[-1] == 3 and region_map.shape[1] > note.shape[1]
-    region_colours = {tuple(c) for c in (region_map[0] * 255).round().flatten(0, 1).tolist()}
-    palette = plain.mod("infinity_core.style.region_map").COLOURS
-    assert any(tuple(float(v) for v in c) in region_colours for c in palette)
+    global_codes, _ = plain.run("InfinityStyleSampler", links, **QUICK, batch_size=2).args
+
+    style, found = plain.mod("infinity_core.style"), []
+    settings = plain.mod("infinity_core.sampler").SamplingSettings(cfg=3.0, tau=0.5, top_k=900, top_p=0.97)
+
+    def engine(**kw):
+        return style.stylize(model.obj, vae.obj, links["conditioning"], links["styles"], links["stages"],
+                             codes.schedule, [0, 1], settings, **kw)
+    assert torch.equal(codes.summed, engine(regions=style.Regions(count=3, hard=True), on_regions=found.append))
+    assert torch.equal(global_codes.summed, engine())
+    assert not torch.equal(codes.summed, global_codes.summed)
+    draw = plain.mod("infinity_core.style.region_map").draw_region_map
+    images = plain.mod("infinity_core.images")
+    assert len(found) == 2 and all(r.plan.content.count == 3 for r in found)
+    assert torch.equal(region_map, torch.cat([images.from_pil(draw(r)) for r in found]))
     assert plain.run("InfinityStyleRegions", mode="global mix").args[0] is None
 
 
@@ -512,3 +588,31 @@ def test_regions_on_a_plain_prompt_or_a_style_in_words_are_refused(plain):
     assert "in words only" in plain.error("InfinityStyleSampler", {"model": model, "vae": vae, "stages": stages,
                                                                    "conditioning": style_cond, "regions": regions},
                                           **QUICK)
+
+
+def test_a_mask_a_rounding_error_past_0_or_1_is_taken_as_0_or_1(plain):
+    mask = torch.ones(1, 8, 8) + 1e-6  # what other nodes' mask arithmetic can leave
+    styles = plain.run("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 8, 8, 3), "mask": mask}).args[0]
+    assert torch.equal(styles[0].mask, mask[0])
+
+
+@pytest.mark.parametrize("widgets, fragment", [
+    ({"regions": "many"}, "regions 'many' is not one of: auto, 2, 3, 4, 5, 6, 7, 8."),
+    ({"mode": "semantic"}, "mode 'semantic' is not one of: semantic regions, global mix."),
+    ({"attention": "firm"}, "attention 'firm' is not one of: soft, hard."),
+    ({"strength": -1.0}, "The region strength must be from 0 to 10, got -1.0."),
+    ({"position_weight": NAN}, "The position weight must be from 0 to 2, got nan."),
+])
+def test_style_regions_settings_outside_its_widgets_are_refused_by_name(plain, widgets, fragment):
+    assert plain.error("InfinityStyleRegions", **widgets) == fragment
+
+
+def test_regions_with_every_style_left_out_say_so(plain):
+    model, vae, text_encoder = loaded(plain)
+    style_cond = plain.run("InfinityStyleConditioner", {"text_encoder": text_encoder}).args[0]
+    stages = plain.run("InfinityStyleStageScheduler", **QUICK_STAGES).args[0]
+    styles = plain.run("InfinityStyleStyleImageEncoder", {"image": torch.rand(1, 16, 16, 3)}, weight=0.0).args[0]
+    message = plain.error("InfinityStyleSampler", {"model": model, "vae": vae, "stages": stages, "styles": styles,
+                                                   "conditioning": style_cond,
+                                                   "regions": plain.run("InfinityStyleRegions").args[0]}, **QUICK)
+    assert "every style is left out (1 with weight 0 or an all-black mask)" in message and "words only" not in message

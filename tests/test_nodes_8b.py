@@ -37,8 +37,14 @@ def test_a_stylized_graph_runs_on_the_8b_family(pack):
     codes = pack.run("InfinityStyleSampler", {"model": model, "vae": vae, "conditioning": cond, "styles": styles,
                                               "stages": stages}, **QUICK, tau=1.0).args[0]
     assert codes.summed.shape == (1, 14, 1, 32, 32)  # 16x16 tokens = 32x32 latent positions
+    # what the engine makes of the same inputs (the widgets' defaults but tau, seed 0)
+    settings = pack.mod("infinity_core.sampler").SamplingSettings(cfg=3.0, tau=1.0, top_k=900, top_p=0.97)
+    expected = pack.mod("infinity_core.style").stylize(model.obj, vae.obj, cond, styles, stages, codes.schedule, [0],
+                                                       settings)
+    assert torch.equal(codes.summed, expected)
     image = pack.run("InfinityStyleDecode", {"vae": vae, "codes": codes}).args[0]
-    assert image.shape == (1, 256, 256, 3) and torch.isfinite(image).all()
+    assert image.shape == (1, 256, 256, 3)
+    assert torch.equal(image, pack.mod("infinity_core.images").decode_images(vae.obj, expected))
 
     _, vae_2b, _ = pack.run("InfinityStyleLoader", **pack.files_2b).args
     message = pack.error("InfinityStyleDecode", {"vae": vae_2b, "codes": codes})

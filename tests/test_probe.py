@@ -94,6 +94,8 @@ def test_probe_runs_and_their_labels():
     runs = probe_runs(SCHEDULE)
     assert [r.step for r in runs] == [None, 0, 1, 2, 3, 4, 5, 6]
     assert [r.label(SCHEDULE) for r in runs[:4]] == ["base", "step 0: 1x1", "step 1: 2x2", "step 2: 4x4"]
+    portrait = schedules.schedule(2.0, "0.06M")  # 1:2 portrait: twice as high as wide
+    assert probe_runs(portrait)[4].label(portrait) == "step 3: 3x6", "width x height, as ComfyUI writes sizes"
     assert [r.step for r in probe_runs(SCHEDULE, [5, 2, 5])] == [None, 2, 5]
     with pytest.raises(InfinityError, match="0-6"):
         probe_runs(SCHEDULE, [7])

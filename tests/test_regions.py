@@ -1,19 +1,19 @@
 """Semantic style regions: segmentation, matching, and the regional attention and Feature
 Initialization, checked on the tensors attention actually used."""
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from infinity_core import schedules
 from infinity_core.errors import InfinityError
+from infinity_core.images import preview_image
 from infinity_core.network import quantizer
 from infinity_core.sampler import SamplingSettings, generate
 from infinity_core.style import BITS_CACHE, Regions, Stages, StyleConditioning, StyleReference, stylize
 from infinity_core.style import regions as regions_module
-from infinity_core.style.clustering import Segmentation, segment
-from infinity_core.style.regions import Match, match_regions
+from infinity_core.style.clustering import Segmentation, segment, silhouette
+from infinity_core.style.regions import (FeatureCache, Match, match_regions, plan_regions,
+                                         sample_content_ahead)
 from test_style import AttentionLog
 from tiny import random_image, random_text, tiny_models
 
@@ -75,14 +75,46 @@ def blobs(size: int = 20) -> torch.Tensor:
     return torch.where(centre, 4, labels)
 
 
-@pytest.mark.parametrize("truth", [stripes(2), stripes(3), blobs(), stripes(7)], ids=["2", "3", "5-blobs", "7"])
+@pytest.mark.parametrize("truth", [stripes(2), stripes(3), blobs(), stripes(7), stripes(8, size=24)],
+                         ids=["2", "3", "5-blobs", "7", "8"])
 def test_segmentation_recovers_planted_regions_and_their_number(truth):
     found = segment(planted(truth, seed=int(truth.max())))
     ari = adjusted_rand_index(found.labels, truth)
     print(f"planted {int(truth.max()) + 1}: found {found.count} regions, ARI {ari:.3f}")
+    assert sorted(found.silhouettes) == [2, 3, 4, 5, 6, 7, 8]  # auto tries every count from 2 to 8
     assert found.count == int(truth.max()) + 1, found.silhouettes
     assert ari > ARI_BOUND
     assert found.labels[0, 0] == 0 and found.labels.shape == truth.shape  # numbered in raster order
+
+
+def test_silhouette_of_a_small_labelling_is_the_hand_computed_value():
+    """+x and +y form region 0, -x and -y region 1 (cosine distance d = 1 - cos). For +x:
+    a = d(+x, +y) / (2 - 1) = 1 (the mean over the other member), b = (d(+x, -x) + d(+x, -y)) / 2 =
+    (2 + 1) / 2 = 1.5, s = (b - a) / b = 1/3; by symmetry every point scores 1/3."""
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    assert silhouette(x, torch.tensor([0, 0, 1, 1])) == pytest.approx(1 / 3)
+
+
+def brute_force_silhouette(x: torch.Tensor, labels: list[int]) -> float:
+    """The textbook silhouette, point by point (a token alone in its region scores 0)."""
+    d = lambda i, j: max(0.0, 1.0 - float(x[i] @ x[j]))  # noqa: E731
+    scores = []
+    for i, own in enumerate(labels):
+        mates = [j for j, label in enumerate(labels) if label == own and j != i]
+        if not mates:
+            scores.append(0.0)
+            continue
+        a = sum(d(i, j) for j in mates) / len(mates)
+        b = min(sum(d(i, j) for j, label in enumerate(labels) if label == other) / labels.count(other)
+                for other in set(labels) - {own})
+        scores.append((b - a) / max(a, b))
+    return sum(scores) / len(scores)
+
+
+def test_silhouette_equals_the_point_by_point_definition():
+    x = F.normalize(torch.randn(13, 5, generator=torch.Generator().manual_seed(4)), dim=1)
+    labels = [0, 2, 1, 0, 0, 2, 1, 1, 2, 0, 3, 1, 2]  # region 3 is a single token
+    assert silhouette(x, torch.tensor(labels)) == pytest.approx(brute_force_silhouette(x, labels), abs=1e-6)
 
 
 def test_a_given_region_count_is_used_and_one_region_is_the_whole_image():
@@ -107,6 +139,30 @@ def test_matching_finds_planted_pairs_across_styles():
                             [_segmentation(first), _segmentation(second)], [1.0, 1.0], position_weight=0.0)
     assert [(m.region, m.style, m.style_region) for m in matches] == [(0, 1, 1), (1, 0, 1), (2, 0, 0)]
     assert all(-1 <= m.score <= 1 for m in matches)
+
+
+def test_matching_centres_the_features_on_the_mean_over_all_images():
+    """Features that share a large common offset (as a model's features do) match as they do
+    without it, with the same scores: the offset is removed before the cosines."""
+    gen = torch.Generator().manual_seed(3)
+    centres = torch.randn(6, 32, generator=gen)
+    # each style region resembles one content centre (cosine about 0.8), with noise per token
+    like = centres + 0.75 * torch.randn(6, 32, generator=gen)
+    def noisy(table, labels, ids):
+        return table[ids][labels] + 0.3 * torch.randn(*labels.shape, 32, generator=gen)
+    content, first, second = stripes(3), stripes(2), stripes(3)
+    features = [noisy(centres, content, torch.tensor([0, 1, 2])), noisy(like, first, torch.tensor([2, 1])),
+                noisy(like, second, torch.tensor([5, 0, 3]))]
+    offset = 40 * torch.randn(32, generator=gen)
+    segs = [_segmentation(first), _segmentation(second)]
+    plain = match_regions(features[0], _segmentation(content), features[1:], segs, [1.0, 1.0], position_weight=0.0)
+    shifted = match_regions(features[0] + offset, _segmentation(content), [f + offset for f in features[1:]], segs,
+                            [1.0, 1.0], position_weight=0.0)
+    planted_pairs = [(0, 1, 1), (1, 0, 1), (2, 0, 0)]
+    assert [(m.region, m.style, m.style_region) for m in plain] == planted_pairs
+    assert [(m.region, m.style, m.style_region) for m in shifted] == planted_pairs
+    assert [m.score for m in shifted] == pytest.approx([m.score for m in plain], abs=1e-4)
+    assert max(m.score for m in plain) < 0.95, "the planted pairs are not identical: the scores must show it"
 
 
 def test_position_weight_and_style_weight_break_ties():
@@ -285,16 +341,125 @@ def test_the_model_is_plain_again_after_a_failure_in_a_regions_run(models, cond,
 
 
 def test_style_features_are_read_once_across_seeds(models, cond):
+    model, vae = models
     other = StyleConditioning(random_text(5, 9), cond.style, cond.generation, None, {})  # features are per prompt
     passes = regions_module.FEATURE_CACHE.passes
-    run(models, other, styles=STYLES[:2], seeds=(1, 2), regions=Regions())
+    plans = []
+    run(models, other, styles=STYLES[:2], seeds=(1, 2), regions=Regions(), on_regions=plans.append)
     assert regions_module.FEATURE_CACHE.passes == passes + 1
+    # both seeds used the entry a first reading makes: the styles' features at the last fine step (6)
+    fresh = FeatureCache().features(model, vae, other.content, [s.image for s in STYLES[:2]], SCHEDULE, 6,
+                                    Regions().layers_for(model.config.depth))
+    for found in plans:
+        for style, features in zip(found.plan.styles, fresh):
+            assert torch.equal(style.labels, segment(features.features).labels)
+
+
+def test_the_feature_cache_keeps_each_feature_step_apart(models, cond):
+    """A style read at one step is not handed out for another (the fine steps moved, say)."""
+    model, vae = models
+    image, layers = random_image(80, 80, 30), (1, 2)
+    cache = FeatureCache()
+    at4 = cache.features(model, vae, cond.content, [image], SCHEDULE, 4, layers)[0].features
+    at5 = cache.features(model, vae, cond.content, [image], SCHEDULE, 5, layers)[0].features
+    assert at4.shape[:2] == (8, 8) and at5.shape[:2] == (12, 12) and cache.passes == 2
+    assert torch.equal(at5, FeatureCache().features(model, vae, cond.content, [image], SCHEDULE, 5, layers)[0].features)
+    plans = []
+    style = (StyleReference(random_image(70, 90, 31)),)
+    for fine in ({4, 5}, {4, 5, 6}):  # the default feature step follows the last fine step: 5, then 6
+        run(models, cond, Stages(fine_steps=frozenset(fine)), styles=style, regions=Regions(count=2),
+            on_regions=plans.append)
+    assert [p.plan.styles[0].labels.shape for p in plans] == [(12, 12), (16, 16)]
+
+
+def test_region_features_are_the_feature_steps_own_values_in_the_chosen_blocks(models, cond, monkeypatch):
+    """A token's feature: the mean over the chosen blocks of its self-attention values (unit length
+    per block), read at the feature step from the attention calls themselves."""
+    model = models[0]
+    step, layers = 4, (1, 2)
+    log = AttentionLog(monkeypatch)
+    _, features = sample_content_ahead(model, cond, SCHEDULE, 7, SETTINGS, until=step, step=step, layers=layers)
+    counts = SCHEDULE.token_counts
+    start, tokens = sum(counts[:step]), counts[step]  # the cache holds steps 0..step, oldest first
+    calls = log.self_attention(tokens)
+    assert len(calls) == model.config.depth
+    expected = 0
+    for (q, k, v), _ in calls[layers[0]:layers[1] + 1]:
+        assert v.shape[2] == start + tokens
+        own = v[0, :, start:start + tokens]                        # [H, L, hd]: the conditional row, this step
+        expected = expected + F.normalize(own.transpose(0, 1).flatten(1), dim=-1)
+    expected = expected / (layers[1] - layers[0] + 1)
+    torch.testing.assert_close(features, expected.view(*SCHEDULE.scales[step], -1), rtol=0, atol=1e-6)
+
+
+def test_the_regions_are_found_on_the_last_fine_steps_grid_by_default(models, cond):
+    plans = []
+    run(models, cond, styles=STYLES[:2], regions=Regions(count=2), on_regions=plans.append)
+    plan = plans[0].plan
+    # fine steps 4-6: step 6, the 16x16 grid (step 4 is 8x8)
+    assert plan.content.labels.shape == (16, 16)
+    assert [s.labels.shape for s in plan.styles] == [(16, 16), (16, 16)]
+
+
+def test_a_feature_step_before_the_last_fine_step_still_runs_the_content_path_through_it(models, cond):
+    """Feature step 3, fine steps 4-6: the content path runs ahead through step 6 (the stylized run
+    replays its bits up to there), drawing exactly what the content prompt's own run draws."""
+    model, vae = models
+    regions = Regions(count=2, feature_step=3)
+    plan = plan_regions(model, vae, cond, [(STYLES[0], None)], Stages(fine_steps=FINE), SCHEDULE, 7, SETTINGS, None,
+                        regions)
+    free = generate(model, cond.content, SCHEDULE, [7], SETTINGS).drawn_bits
+    assert len(plan.content_bits) == 7
+    for si, bits in enumerate(plan.content_bits):
+        assert torch.equal(bits.flatten(), free[si].long().flatten()), f"step {si}"
+    assert plan.content.labels.shape == (6, 6)  # step 3's grid
+    plans = []
+    out = run(models, cond, styles=STYLES[:1], regions=regions, on_regions=plans.append)
+    assert torch.isfinite(out).all() and plans[0].plan.content.labels.shape == (6, 6)
 
 
 def test_bad_region_settings_say_what_to_do(models, cond):
     with pytest.raises(InfinityError, match="auto or 1-8"):
         run(models, cond, regions=Regions(count=9))
-    with pytest.raises(InfinityError, match="strength must be 0 or more"):
+    with pytest.raises(InfinityError, match="strength must be from 0 to 10"):
         run(models, cond, regions=Regions(strength=-1))
     with pytest.raises(InfinityError, match="style 2 has none"):
         run(models, cond, styles=(STYLES[0], StyleReference(None)), regions=Regions())
+
+
+def test_the_region_map_shows_the_picture_the_content_regions_were_found_in(models, cond):
+    # No content image: the content path as it stood at the regions step (the last fine step), the
+    # very picture a plain run of the content prompt previews at that step.
+    model, vae = models
+    found = []
+    run(models, cond, regions=Regions(count=2), on_regions=found.append)
+    step = max(FINE)
+    previews = {}
+    generate(model, cond.content, SCHEDULE, [7], SETTINGS, negative=cond.negative,
+             callback=lambda e: previews.setdefault(e.step, e.summed_codes))
+    expected = preview_image(vae, previews[step], SCHEDULE.scales[step])
+    assert torch.equal(found[0].content_picture(), expected)
+    # A content image: that image.
+    content = random_image(64, 64, 30)
+    found.clear()
+    run(models, cond, regions=Regions(count=2), content_image=content, on_regions=found.append)
+    assert found[0].content_picture() is content
+
+
+def test_feature_initialization_leaves_a_masked_cell_to_its_mask_where_a_match_covers_it(models, cond, monkeypatch):
+    """Every content region matched to style 1 (so its match covers every cell) and style 2 masked
+    to the left half: in the 2x2 grid of step 1 the left cells take style 2's bits, the right ones
+    style 1's."""
+    def everything_to_the_first(content_features, content, style_features, styles, weights, position_weight):
+        return [Match(r, 0, 0, 1.0) for r in range(content.count)]
+    monkeypatch.setattr(regions_module, "match_regions", everything_to_the_first)
+    mask = torch.zeros(SCHEDULE.image_hw)
+    mask[:, :SCHEDULE.image_hw[1] // 2] = 1
+    styles = (STYLES[0], StyleReference(STYLES[2].image, mask=mask))
+    seen = {}
+    run(models, cond, Stages(key_sharing=False, query_sharing=False, fine_steps=FINE), styles=styles,
+        regions=Regions(count=2), callback=lambda e: seen.setdefault(e.step, e.summed_codes.clone()))
+    matched, masked = (BITS_CACHE.bits(models[1], ref.image, SCHEDULE)[1].view(2, 2, -1).long() for ref in styles)
+    assert not torch.equal(matched[:, 0], masked[:, 0]), "the two styles must differ for the check to bite"
+    bits = _step1_bits(seen)
+    assert torch.equal(bits[:, 0], masked[:, 0]) and torch.equal(bits[:, 1], matched[:, 1])

@@ -94,7 +94,7 @@ def test_a_damaged_tiny_model_set_is_built_again(tmp_path):
 @pytest.mark.parametrize("case,fragment", [
     ("missing", "missing.json: no such file"), ("not json", "not a readable JSON workflow"),
     ("folder", "not a readable JSON workflow"), ("out is a file", "is a file; give a folder"),
-    ("not an image", "is not an image Pillow can read"),
+    ("not an image", "LoadImage: Could not read the image"),
 ])
 def test_bad_files_are_one_line_errors(tmp_path, cache, capsys, case, fragment):
     workflow, out = REPO / "workflows" / "infinity_style_basic.json", tmp_path / "out"
@@ -113,3 +113,18 @@ def test_bad_files_are_one_line_errors(tmp_path, cache, capsys, case, fragment):
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and fragment in errors[0] and "Traceback" not in err
+
+
+def test_link_objects_are_read_as_link_lists_and_malformed_entries_are_named(tmp_path, cache, capsys):
+    data = json.loads((REPO / "workflows" / "infinity_text_to_image.json").read_text())
+    fields = ("id", "origin_id", "origin_slot", "target_id", "target_slot", "type")
+    objects = dict(data, links=[dict(zip(fields, link)) for link in data["links"]])  # as newer front ends save links
+    assert rw.read_structure(objects) == [] and objects["links"] == data["links"]
+    broken = json.loads(json.dumps(data))
+    del broken["nodes"][1]["type"]
+    broken["links"][0] = {"from": 1}
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    assert rw.main([str(tmp_path / "broken.json"), "--cache", str(cache), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"node 2 of {len(data['nodes'])} has no 'type'" in err and '{"from": 1}, not [id, from node' in err
+    assert "Traceback" not in err

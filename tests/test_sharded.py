@@ -58,9 +58,18 @@ def test_shards_are_read_one_at_a_time_and_placed_as_read(tiny_8b_state, tmp_pat
 
 
 def test_sharded_blocks_load_in_the_compute_dtype(tiny_8b_state, tmp_path):
+    """Block tensors are the file's rounded to bf16; every other tensor (text, embedding, head) is the
+    file's fp32 value unchanged, never rounded through the compute dtype."""
     write_sharded(tiny_8b_state, str(tmp_path / "w"), shards=2, safetensors=False)
     model = load_transformer(str(tmp_path / "w"), dtype=torch.bfloat16)
-    assert model.blocks[0].sa.mat_qkv.weight.dtype == torch.bfloat16 and model.head.weight.dtype == torch.float32
+    loaded = model.state_dict()
+    for key, value in loaded.items():
+        if key.startswith("block_chunks."):
+            assert value.dtype == torch.bfloat16 and torch.equal(value, tiny_8b_state[key].to(torch.bfloat16)), key
+        else:
+            assert value.dtype == torch.float32 and torch.equal(value, tiny_8b_state[key]), key
+    head = tiny_8b_state["head.weight"]
+    assert not torch.equal(head.to(torch.bfloat16).float(), head), "fp32 values bf16 cannot hold, for the check to bite"
 
 
 def test_a_tensor_the_index_promises_but_the_shard_lacks_names_index_and_shard(tiny_8b_state, tmp_path):
@@ -87,3 +96,19 @@ def test_absent_shard_no_index_and_bad_index(tiny_8b_state, tmp_path):
     refused(tmp_path / "w", "not a readable shard index")
     (tmp_path / "w" / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"pos_start": "../x.bin"}}))
     refused(tmp_path / "w", "shard names must be files beside the index", "../x.bin")
+
+
+def test_a_tensor_in_two_shards_is_taken_from_the_one_the_index_names_with_a_warning(tiny_8b_state, tmp_path, caplog):
+    from safetensors.torch import load_file, save_file
+
+    index = write_sharded(tiny_8b_state, str(tmp_path / "w"), shards=2)
+    weight_map = json.loads(open(index).read())["weight_map"]
+    name = "block_chunks.0.module.0.ffn.fc1.weight"
+    assert weight_map[name] == "model-00001-of-00002.safetensors"
+    second = str(tmp_path / "w" / "model-00002-of-00002.safetensors")
+    save_file({**load_file(second), name: torch.full_like(tiny_8b_state[name], 7.0)}, second)  # a stray copy, read last
+    with caplog.at_level("WARNING"):
+        model = load_transformer(str(tmp_path / "w"))
+    assert torch.equal(model.state_dict()[name], tiny_8b_state[name])
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert f"{name} (in model-00002-of-00002.safetensors; the index names model-00001-of-00002.safetensors)" in warning

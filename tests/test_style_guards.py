@@ -6,7 +6,7 @@ from infinity_core.sampler import filter_logits, generate
 from infinity_core.style import BITS_CACHE, StyleConditioning, StyleReference, Stages, generation_prompt
 from infinity_core.style.control import StyleAttention
 from infinity_core.style.engine import _StyleRun
-from test_style import OFF, SCHEDULE, SETTINGS, STYLE, cond, models, run  # noqa: F401  (fixtures)
+from test_style import OFF, SCHEDULE, SETTINGS, STYLE, AttentionLog, cond, models, run  # noqa: F401  (fixtures)
 from tiny import random_image, random_text
 
 KEY_ONLY = Stages(feature_init=False, query_sharing=False)
@@ -32,11 +32,23 @@ def test_a_key_step_leaves_the_generation_rows_own_keys_and_values_in_place(mode
         assert torch.equal(k3[gen][:, :k2.shape[2]], k2[gen]) and torch.equal(v3[gen][:, :v2.shape[2]], v2[gen])
 
 
-def test_fine_strength_0_is_query_sharing_off_and_a_half_differs_from_both(models, cond):
+def test_fine_strength_0_is_query_sharing_off_and_a_quarter_takes_a_quarter_of_the_shared_query(models, cond,
+                                                                                                  monkeypatch):
+    """Strength s: Q_gen := (1 - s) Q_gen + s (a Q_gen + (1 - a) Q_con), a the per-token, per-head cosine."""
     off = run(models, cond, Stages(query_sharing=False))
     assert torch.equal(run(models, cond, Stages(fine_strength=0.0)), off)
-    half, full = run(models, cond, Stages(fine_strength=0.5)), run(models, cond, Stages())
-    assert not torch.equal(half, off) and not torch.equal(half, full)
+    log = AttentionLog(monkeypatch)
+    run(models, cond, Stages(feature_init=False, key_sharing=False, fine_strength=0.25))
+    for step in (4, 5, 6, 7):
+        layers = log.self_attention(SCHEDULE.token_counts[step])
+        assert layers
+        for (q, k, v), edits in layers:
+            for offset, (q_used, _, _, _) in zip((0, 2), edits):  # rows [con, gen | uncond con, uncond gen]
+                q_con, q_gen = q[offset], q[offset + 1]
+                norms = q_gen.norm(dim=-1, keepdim=True) * q_con.norm(dim=-1, keepdim=True)
+                a = (q_gen * q_con).sum(-1, keepdim=True) / norms
+                shared = a * q_gen + (1 - a) * q_con
+                torch.testing.assert_close(q_used, 0.75 * q_gen + 0.25 * shared, rtol=1e-5, atol=1e-6)
 
 
 def test_feature_initialization_stops_before_the_first_key_step(models, cond):
@@ -70,13 +82,17 @@ def test_the_content_row_replays_the_content_image(models, cond, monkeypatch):
     assert not torch.equal(with_content, run(models, cond))
 
 
-def test_the_negative_prompt_reaches_plain_and_stylized_runs(models, cond):
+def test_the_negative_prompt_reaches_plain_and_stylized_runs(models, cond, monkeypatch):
+    """A negative prompt is every row's unconditional text: a run with it is the run whose learned
+    null text is that prompt, plain and stylized alike."""
+    model = models[0]
     negative = random_text(4, 21)
-    plain = generate(models[0], cond.generation, SCHEDULE, [7], SETTINGS).summed_codes
-    negated = generate(models[0], cond.generation, SCHEDULE, [7], SETTINGS, negative=negative).summed_codes
-    assert not torch.equal(negated, plain)
-    with_negative = StyleConditioning(cond.content, cond.style, cond.generation, negative, {})
-    assert not torch.equal(run(models, with_negative), run(models, cond))
+    negated = generate(model, cond.generation, SCHEDULE, [7], SETTINGS, negative=negative).summed_codes
+    stylized = run(models, StyleConditioning(cond.content, cond.style, cond.generation, negative, {}))
+    assert not torch.equal(negated, generate(model, cond.generation, SCHEDULE, [7], SETTINGS).summed_codes)
+    monkeypatch.setattr(model, "null_text", lambda lens: negative.select([0] * len(lens)))
+    assert torch.equal(generate(model, cond.generation, SCHEDULE, [7], SETTINGS).summed_codes, negated)
+    assert torch.equal(run(models, cond), stylized)
 
 
 def test_the_generation_prompt_puts_content_then_style():

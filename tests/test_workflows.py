@@ -85,6 +85,27 @@ def test_workflow_names_the_real_models_and_shipped_images(specs, path):
         assert sampler["widgets_values"][seed_at + 1] in rw.SEED_CONTROLS
 
 
+# The released files' download addresses (Hugging Face FoundationVision/Infinity; the front end
+# shows the file's page, /blob/, for /resolve/) and the model folder the Loader reads each from.
+MODEL_ENTRIES = [
+    {"name": "infinity_2b_reg.pth", "directory": "infinity",
+     "url": "https://huggingface.co/FoundationVision/Infinity/resolve/main/infinity_2b_reg.pth"},
+    {"name": "infinity_vae_d32reg.pth", "directory": "vae",
+     "url": "https://huggingface.co/FoundationVision/Infinity/resolve/main/infinity_vae_d32reg.pth"},
+]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_lists_its_model_files_for_the_front_ends_missing_models_list(specs, path):
+    # As ComfyUI's own templates do: the front end lists an entry whose name is one of the node's
+    # widget values when that file is not in its folder. The T5 encoder is a folder: front end
+    # 1.35.9 would list a folder entry as missing even when it is installed, so it has none.
+    for loader in nodes_of(load(path), "InfinityStyleLoader"):
+        assert loader["properties"]["models"] == MODEL_ENTRIES
+        values = rw.widget_values(specs["InfinityStyleLoader"], loader["widgets_values"])
+        assert [e["name"] for e in MODEL_ENTRIES] == [values["transformer"], values["vae"]]
+
+
 def _links_into(workflow, node, name):
     slot = [i["name"] for i in node["inputs"]].index(name)
     return node["inputs"][slot]["link"]
@@ -145,8 +166,12 @@ def test_each_workflow_shows_what_its_name_says(specs):
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
-def test_first_view_shows_every_node_apart_at_the_front_ends_sizes(path):
+def test_first_view_shows_every_node_apart_at_the_front_ends_sizes(path, request):
     workflow = load(path)
+    if path.stem == "infinity_style_ablation":  # too many nodes for Nodes 2.0's sizes at a readable zoom
+        request.applymarker(pytest.mark.xfail(strict=True, reason="issue 21: the ablation is not yet laid out "
+                                                                  "for Nodes 2.0"))
+        assert all(" nodes2: " in p for p in workflow_problems(workflow))
     assert workflow_problems(workflow) == []
     assert nodes_of(workflow, "Note"), "every workflow explains itself in a Note"
 
@@ -160,7 +185,7 @@ def test_the_first_view_check_sees_what_the_issue_saw():
         {"id": 3, "type": "InfinityStyleConditioner", "pos": [100, 380], "size": [400, 330]}]}
     problems = workflow_problems(workflow)
     assert any("node 1" in p and "not inside" in p for p in problems)
-    assert "nodes 2 and 3 overlap" in problems
+    assert "1.35.9 classic: nodes 2 and 3 overlap" in problems
     workflow["extra"]["ds"]["scale"] = LAYOUT["low_quality_below"] - 0.05
     assert any("draws no text" in p for p in workflow_problems(workflow))
 
@@ -208,18 +233,34 @@ def test_the_check_catches_what_comfyui_would_refuse(specs, change, expected):
 def test_the_first_view_check_knows_the_stage_strips_height():
     # A Stage Scheduler above its sampler: at a recorded width the strip's height pushes it down
     # over the sampler; at a width nobody measured the check refuses to guess.
-    width = int(min(LAYOUT["strip_heights"]["InfinityStyleStageScheduler"], key=int))
+    classic = LAYOUT["front_ends"]["1.35.9"]["classic"]
+    width = int(min(classic["strip_heights"]["InfinityStyleStageScheduler"], key=int))
     ablation = load(REPO / "workflows" / "infinity_style_ablation.json")
     workflow = {"extra": {"ds": {"scale": 0.6, "offset": [150, 200]}}, "links": [[1, 1, 0, 2, 4, "INFINITY_STAGES"]],
                 "nodes": [{"id": 1, "type": "InfinityStyleStageScheduler", "pos": [0, 30], "size": [width, 290]},
                           {"id": 2, "type": "InfinityStyleSampler", "pos": [0, 374], "size": [width, 374],
                            "widgets_values": _sampler(ablation)["widgets_values"]}]}
-    assert "nodes 1 and 2 overlap" in workflow_problems(workflow)
-    recorded = LAYOUT["strip_heights"]["InfinityStyleStageScheduler"][str(width)]
-    assert graph_boxes(workflow)[1][3] == 30 + recorded
+    assert "1.35.9 classic: nodes 1 and 2 overlap" in workflow_problems(workflow)
+    recorded = classic["strip_heights"]["InfinityStyleStageScheduler"][str(width)]
+    assert graph_boxes(workflow)[1][3] == recorded
     workflow["nodes"][1]["widgets_values"] = [*workflow["nodes"][1]["widgets_values"][:6], "from content image",
                                               *workflow["nodes"][1]["widgets_values"][7:]]
-    assert graph_boxes(workflow)[1][3] == 30 + recorded + LAYOUT["strip_note_height"]
+    assert graph_boxes(workflow)[1][3] == recorded + classic["strip_note_height"]
     workflow["nodes"][0]["size"][0] = 333
     with pytest.raises(ValueError, match="no height of InfinityStyleStageScheduler recorded at width 333"):
         workflow_problems(workflow)
+
+
+def test_the_first_view_check_sees_nodes_2_spread_a_workflow_on_the_pinned_front_end():
+    # Two nodes side by side with 40 units between them, the right one ending 100 px inside the
+    # canvas in classic mode: Nodes 2.0 on 1.35.9 spreads them 1.2 times about their corner (less
+    # 10), which pushes the right one out; 1.58.1 keeps them where they are.
+    scale, right_edge = 0.8, LAYOUT["view"][2] - 100
+    workflow = {"extra": {"ds": {"scale": scale, "offset": [100, 200]}}, "links": [], "nodes": [
+        {"id": 1, "type": "Note", "pos": [0, 30], "size": [400, 200]},
+        {"id": 2, "type": "Note", "pos": [440, 30], "size": [right_edge / scale - 100 - 440, 200]}]}
+    box = graph_boxes(workflow, "1.35.9", "nodes2")[2]
+    assert box[0] == pytest.approx(-10 + 450 * 1.2) and box[2] - box[0] == pytest.approx((right_edge / scale - 540) * 1.2)
+    problems = workflow_problems(workflow)
+    assert [p for p in problems if "not inside" in p] == [p for p in problems if p.startswith("1.35.9 nodes2: node 2")]
+    assert problems

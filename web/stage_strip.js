@@ -1,41 +1,40 @@
-// The live stage strip on the Infinity Stage Scheduler: one cell per scale of the connected
-// sampler's schedule. Click a cell to cycle none -> key -> fine; drag to paint a range. The key_steps
-// and fine_steps text widgets stay the saved truth: the strip reads them every frame and writes them
-// when painted. After a run each cell shows the sampler's preview of that scale.
-// The logic lives in lib/ (tested with Node); this file is the ComfyUI glue.
+// The live stage strip on the Infinity Stage Scheduler: one cell per scale of the samplers it feeds.
+// Click a cell to cycle none -> key -> fine; drag to paint a range. The key_steps and fine_steps
+// text widgets stay the saved truth: the strip reads them and writes them when painted. After a
+// run each cell shows the sampler's preview of that scale.
+//
+// The strip is a DOM widget (HTML over the canvas): the front end places those in both node modes,
+// classic and Nodes 2.0, where a canvas widget loses its pointer events. The logic lives in lib/
+// (tested with Node); this file is the ComfyUI glue.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-import { FONT_SIZE, LINE_HEIGHT, MARGIN, cellAt, stripLayout, wrapText } from "./lib/layout.js";
-import { cellStates, shownSteps, startStroke, strokeTo, textsFor } from "./lib/painting.js";
-import { lastStep, samplerSchedule } from "./lib/schedules.js";
-import { checkStages } from "./lib/steps.js";
+import { lastOutputs } from "./lib/history.js";
+import { FONT_SIZE, LINE_HEIGHT, MARGIN, cellAt } from "./lib/layout.js";
+import { startStroke, strokeTo, textsFor } from "./lib/painting.js";
+import { MESSAGE_PAD, stripView } from "./lib/strip_view.js";
 
 const SCHEDULER = "InfinityStyleStageScheduler";
 const SAMPLER = "InfinityStyleSampler";
 const WIDTH = 520;  // seven cells a row: two rows for the 13 scales of 1M
+const DOM_MARGIN = 10;  // a DOM widget's inset from the node's sides in classic mode
+const HISTORY_RUNS = 64;  // how far back /history is read for the samplers' last runs
 const COLOURS = { init: "#5a8cdc", key: "#f0a03c", fine: "#5abe78", "": "#3a3a40", off: "#6e6e78" };
 const TEXT = "#e6e6e6", DIM = "#9a9aa4", ERROR = "#ff6e5a", BACKGROUND = "#1e1e22";
 
 const table = await fetch(new URL("./data/schedules.json", import.meta.url)).then((r) => r.json());
-const LAST_STEP = lastStep(table);
 
 const widget = (node, name) => node.widgets?.find((w) => w.name === name);
 const value = (node, name) => widget(node, name)?.value;
 
-function link(graph, id) {
-  return graph.links?.get?.(id) ?? graph.links?.[id] ?? graph.getLink?.(id);
-}
-
-// The nodes fed by a node's outputs, through reroutes.
+// The nodes fed by a node's outputs, through legacy Reroute nodes. getOutputNodes, not
+// output.links: newer front ends warn that the latter is deprecated.
 function targets(node, seen = new Set()) {
-  const graph = node.graph, found = [];
-  if (!graph || seen.has(node.id)) return found;
+  if (!node.graph || seen.has(node.id)) return [];
   seen.add(node.id);
-  for (const output of node.outputs ?? []) {
-    for (const id of output.links ?? []) {
-      const target = graph.getNodeById(link(graph, id)?.target_id);
-      if (!target) continue;
+  const found = [];
+  for (let slot = 0; slot < (node.outputs?.length ?? 0); slot++) {
+    for (const target of node.getOutputNodes(slot) ?? []) {
       if (target.type === "Reroute") found.push(...targets(target, seen));
       else found.push(target);
     }
@@ -43,30 +42,18 @@ function targets(node, seen = new Set()) {
   return found;
 }
 
-function connectedSampler(node) {
-  return targets(node).find((t) => t.comfyClass === SAMPLER) ?? null;
+function settingsOf(node) {
+  return { keyText: value(node, "key_steps") ?? "", fineText: value(node, "fine_steps") ?? "",
+    featureInit: value(node, "feature_init") !== false, keySharing: value(node, "key_sharing") !== false,
+    querySharing: value(node, "query_sharing") !== false };
 }
 
-// Everything the strip draws, recomputed from the widgets (cheap: a few sets of at most 13 steps).
-function view(node, width) {
-  const settings = {
-    keyText: value(node, "key_steps") ?? "", fineText: value(node, "fine_steps") ?? "",
-    featureInit: value(node, "feature_init") !== false, keySharing: value(node, "key_sharing") !== false,
-    querySharing: value(node, "query_sharing") !== false,
-  };
-  const sampler = connectedSampler(node);
-  const run = sampler?.infinityLastRun ?? null;
-  const widgets = sampler && { aspect: value(sampler, "aspect"), pixel_budget: value(sampler, "pixel_budget"),
-    custom_size: value(sampler, "custom_size") };
-  const { scales, note } = samplerSchedule(table, widgets, run?.grids);
-  const sets = { key: shownSteps(settings.keyText, LAST_STEP), fine: shownSteps(settings.fineText, LAST_STEP) };
-  const { error } = checkStages(settings, scales, LAST_STEP);
-  const layout = stripLayout(scales, width);
-  const message = error ?? note;
-  const lines = message ? wrapText(message, width - 2 * MARGIN, measure) : [];
-  return { settings, scales, sets, error, layout, lines, cells: cellStates(settings, sets, scales.length),
-    previews: previewsOf(run, scales),
-    height: layout.height + lines.length * LINE_HEIGHT + 8 };
+function samplersOf(node) {
+  return targets(node).filter((t) => t.comfyClass === SAMPLER).map((s) => ({
+    name: `${s.title} #${s.id}`,
+    widgets: { aspect: value(s, "aspect"), pixel_budget: value(s, "pixel_budget"), custom_size: value(s, "custom_size") },
+    ranGrids: s.infinityLastRun?.grids ?? null, run: s.infinityLastRun ?? null,
+  }));
 }
 
 let measureContext = null;
@@ -76,214 +63,262 @@ function measure(text) {
   return measureContext.measureText(text).width;
 }
 
-// The last run's preview of each scale, when that run had this very schedule (once loaded).
-function previewsOf(run, scales) {
-  const same = run && run.grids.length === scales.length &&
-    run.grids.every(([h, w], i) => h === scales[i][0] && w === scales[i][1]);
-  return scales.map((_, step) => {
-    const image = same ? run.images[step] : null;
-    return image?.complete && image.naturalWidth ? image : null;
-  });
+// --- drawing ---------------------------------------------------------------------------------------
+
+const STYLE = `
+.infinitystyle-strip { position: relative; box-sizing: border-box; overflow: hidden; user-select: none;
+  touch-action: none; font: ${FONT_SIZE}px sans-serif; line-height: ${LINE_HEIGHT}px; color: ${TEXT};
+  background: ${BACKGROUND}; border-radius: 6px; }
+.infinitystyle-strip > * { position: absolute; white-space: nowrap; }
+.infinitystyle-strip .legend { display: flex; gap: 14px; align-items: center; }
+.infinitystyle-strip .legend span::before { content: ""; display: inline-block; width: 10px; height: 10px;
+  margin-right: 4px; vertical-align: -1px; background: var(--colour); }
+.infinitystyle-strip .off { color: ${DIM}; }
+.infinitystyle-strip .cell { cursor: pointer; }
+.infinitystyle-strip .box { position: absolute; box-sizing: border-box; }
+.infinitystyle-strip .box img { width: 100%; height: 100%; display: block; image-rendering: pixelated; }
+.infinitystyle-strip .hatch { position: absolute; inset: 0;
+  background: linear-gradient(to top right, transparent calc(50% - 1px), rgba(20, 20, 24, 0.7) 0 calc(50% + 1px), transparent 0); }
+.infinitystyle-strip .label { position: absolute; left: 0; right: 0; text-align: center; }
+.infinitystyle-strip .message { color: ${DIM}; }
+.infinitystyle-strip .message.error { color: ${ERROR}; }
+`;
+
+function element(tag, className, style = {}, text = null) {
+  const e = document.createElement(tag);
+  e.className = className;
+  Object.assign(e.style, style);
+  if (text !== null) e.textContent = text;
+  return e;
 }
 
-function drawStrip(ctx, node, width, y, strip) {
-  const v = view(node, width);
-  strip.lastView = v;
-  strip.lastY = y;
-  // Refit when the strip outgrows the node (a longer message, more scales), or shrinks in a node the
-  // strip sized itself (a size the user or the workflow chose is kept).
-  const need = node.computeSize()[1];
-  if (need > node.size[1] + 0.5 || (Math.abs(node.size[1] - strip.fittedHeight) < 0.5 && Math.abs(need - node.size[1]) >= 0.5)) {
-    requestAnimationFrame(() => fitSize(node, node.size[0]));
-  }
-  ctx.save();
-  ctx.translate(0, y);
-  ctx.fillStyle = BACKGROUND;
-  ctx.beginPath();
-  ctx.roundRect?.(MARGIN / 2, 0, width - MARGIN, v.height - 4, 6) ?? ctx.rect(MARGIN / 2, 0, width - MARGIN, v.height - 4);
-  ctx.fill();
-  ctx.font = `${FONT_SIZE}px sans-serif`;
-  ctx.textBaseline = "alphabetic";
-
-  // legend
-  let x = MARGIN + 4;
-  const legend = [["init", "Feature Init", v.settings.featureInit], ["key", "key", v.settings.keySharing],
-    ["fine", "fine", v.settings.querySharing]];
-  for (const [role, label, on] of legend) {
-    ctx.fillStyle = on ? COLOURS[role] : COLOURS.off;
-    ctx.fillRect(x, 6, 10, 10);
-    ctx.fillStyle = on ? TEXT : DIM;
-    ctx.textAlign = "left";
-    const text = on ? label : `${label} off`;
-    ctx.fillText(text, x + 14, 15);
-    x += 14 + ctx.measureText(text).width + 14;
-  }
-  ctx.fillStyle = DIM;
-  ctx.textAlign = "right";
-  ctx.fillText(`${v.scales.length} scales`, width - MARGIN - 4, 15);
-
-  for (const cell of v.layout.cells) {
-    const state = v.cells[cell.step];
-    const colour = state.on ? COLOURS[state.role] : COLOURS.off;
-    const { box } = cell;
-    const preview = v.previews[cell.step];
-    if (preview) {
-      ctx.imageSmoothingEnabled = false;  // the coarse scales show their token grid
-      ctx.drawImage(preview, box.x, box.y, box.width, box.height);
-      ctx.imageSmoothingEnabled = true;
-      ctx.lineWidth = state.role ? 3 : 1;
-      ctx.strokeStyle = state.role ? colour : DIM;
-      ctx.strokeRect(box.x - 1.5, box.y - 1.5, box.width + 3, box.height + 3);
-    } else {
-      ctx.fillStyle = colour;
-      ctx.fillRect(box.x, box.y, box.width, box.height);
-      drawGrid(ctx, box, cell.grid);
-    }
-    if (!state.on && state.role) {  // switched off: hatched
-      ctx.strokeStyle = "rgba(20, 20, 24, 0.7)";
-      ctx.lineWidth = 2;
-      ctx.beginPath();
-      ctx.moveTo(box.x, box.y + box.height);
-      ctx.lineTo(box.x + box.width, box.y);
-      ctx.stroke();
-    }
-    if (state.overlap) {
-      ctx.strokeStyle = ERROR;
-      ctx.lineWidth = 2;
-      ctx.strokeRect(box.x - 3, box.y - 3, box.width + 6, box.height + 6);
-    }
-    ctx.fillStyle = state.role && state.on ? TEXT : DIM;
-    ctx.textAlign = "center";
-    ctx.fillText(cell.label.text, cell.label.x, cell.label.y);
-  }
-
-  ctx.textAlign = "left";
-  ctx.fillStyle = v.error ? ERROR : DIM;
-  v.lines.forEach((line, i) => ctx.fillText(line, MARGIN + 4, v.layout.height + LINE_HEIGHT * (i + 1) - 2));
-  ctx.restore();
-}
+const px = (v) => `${v}px`;
 
 // The token grid of the coarse scales, so a cell shows what "6x6" means.
-function drawGrid(ctx, box, [h, w]) {
-  if (h > 8 || w > 8 || h * w === 1) return;
-  ctx.strokeStyle = "rgba(0, 0, 0, 0.35)";
-  ctx.lineWidth = 1;
-  ctx.beginPath();
-  for (let i = 1; i < h; i++) {
-    ctx.moveTo(box.x, box.y + (box.height * i) / h);
-    ctx.lineTo(box.x + box.width, box.y + (box.height * i) / h);
-  }
-  for (let i = 1; i < w; i++) {
-    ctx.moveTo(box.x + (box.width * i) / w, box.y);
-    ctx.lineTo(box.x + (box.width * i) / w, box.y + box.height);
-  }
-  ctx.stroke();
+function gridLines([h, w]) {
+  if (h > 8 || w > 8 || h * w === 1) return "";
+  const line = "rgba(0, 0, 0, 0.35)";
+  return `repeating-linear-gradient(to right, transparent 0 calc(100% / ${w} - 1px), ${line} 0 calc(100% / ${w})),` +
+    `repeating-linear-gradient(to bottom, transparent 0 calc(100% / ${h} - 1px), ${line} 0 calc(100% / ${h}))`;
 }
 
-function writeTexts(node, texts) {
-  for (const [name, text] of [["key_steps", texts.key], ["fine_steps", texts.fine]]) {
-    const w = widget(node, name);
-    if (text === undefined || !w) continue;
-    w.value = text;
-    w.callback?.(w.value);
+function cellElement(strip, cell) {
+  const colour = cell.on ? COLOURS[cell.role] : COLOURS.off;
+  const { box } = cell;
+  const e = element("div", "cell", { left: px(cell.x), top: px(cell.y), width: px(cell.width), height: px(cell.height) });
+  e.dataset.step = cell.step;
+  e.dataset.role = cell.role;
+  if (cell.unfit) e.dataset.unfit = "";
+  const boxStyle = { left: px(box.x - cell.x), top: px(box.y - cell.y), width: px(box.width), height: px(box.height) };
+  const shape = element("div", "box", boxStyle);
+  if (cell.preview) {
+    shape.appendChild(strip.image(cell.preview));
+    shape.style.outline = cell.role ? `3px solid ${colour}` : `1px solid ${DIM}`;
+    shape.style.outlineOffset = "1px";
+  } else {
+    shape.style.background = colour;
+    shape.style.backgroundImage = gridLines(cell.grid);
   }
-  node.setDirtyCanvas(true, true);
+  if (!cell.on && cell.role) shape.appendChild(element("div", "hatch"));  // switched off
+  e.appendChild(shape);
+  if (cell.overlap || cell.unfit) {  // in both stages, or past a connected sampler's last scale
+    e.appendChild(element("div", "box", { left: px(box.x - cell.x - 3), top: px(box.y - cell.y - 3),
+      width: px(box.width + 6), height: px(box.height + 6), border: `2px ${cell.overlap ? "solid" : "dashed"} ${ERROR}` }));
+  }
+  e.appendChild(element("div", "label", { top: px(cell.label.y - cell.y - FONT_SIZE),
+    color: cell.role && cell.on ? TEXT : DIM }, cell.label.text));
+  return e;
 }
 
-function onMouse(strip, event, pos, node) {
-  const v = strip.lastView;
-  if (!v) return false;
-  const step = cellAt(v.layout, pos[0], pos[1] - (strip.y ?? strip.lastY));
-  if (event.type === "pointerdown") {
-    if (step === null) return false;
-    strip.stroke = startStroke(v.sets, step);
-    strip.strokeStep = null;
+function render(strip) {
+  const v = strip.view;
+  Object.assign(strip.element.style, { height: px(v.height), minHeight: px(v.height) });  // Nodes 2.0 lays it out as a flex item
+  const legend = element("div", "legend", { left: px(MARGIN + 4), top: "4px" });
+  for (const item of v.legend) {
+    const entry = element("span", item.on ? "" : "off", {}, item.text);
+    entry.style.setProperty("--colour", item.on ? COLOURS[item.role] : COLOURS.off);
+    legend.appendChild(entry);
   }
-  if (!strip.stroke) return false;
-  if ((event.type === "pointerdown" || event.type === "pointermove") && step !== null && step !== strip.strokeStep) {
-    strip.strokeStep = step;
-    writeTexts(node, textsFor(strokeTo(strip.stroke, step), v.sets));
+  const summary = element("div", "summary off", { right: px(MARGIN + 4), top: "4px" }, v.summary);
+  const lines = v.lines.map((line, i) => element("div", v.error ? "message error" : "message",
+    { left: px(MARGIN + MESSAGE_PAD), top: px(v.layout.height + i * LINE_HEIGHT) }, line));
+  strip.element.replaceChildren(legend, summary, ...v.layout.cells.map((_, i) => cellElement(strip, v.cells[i])), ...lines);
+}
+
+// --- one strip ------------------------------------------------------------------------------------
+
+const strips = new Set();
+
+class Strip {
+  constructor(node) {
+    this.node = node;
+    this.element = element("div", "infinitystyle-strip");
+    this.key = null;
+    this.stroke = null;
+    this.placed = false;  // its node has been in a graph (the loop drops it once it is in none)
+    this.images = new Map();  // preview url -> <img>, kept while shown so a redraw does not reload it
+    this.widget = node.addDOMWidget("stage_strip", "infinitystyle.stage_strip", this.element, {
+      serialize: false,  // not in the prompt: the text widgets are what runs
+      getMinHeight: () => this.refresh().height,  // asked while the node is sized, before any frame
+      getMaxHeight: () => this.refresh().height,
+    });
+    this.widget.serialize = false;  // nor in widgets_values
+    this.element.addEventListener("pointerdown", (e) => this.press(e));
+    this.element.addEventListener("pointermove", (e) => this.move(e));
+    for (const end of ["pointerup", "pointercancel"]) this.element.addEventListener(end, (e) => this.release(e));
+    this.refresh();
   }
-  if (event.type === "pointerup") strip.stroke = null;
-  return true;
+
+  image(url) {
+    let image = this.images.get(url);
+    if (!image) {
+      image = new Image();
+      image.src = url;
+      this.images.set(url, image);
+    }
+    return image;
+  }
+
+  // Recomputes the view when anything it shows changed: the texts and switches, a connected
+  // sampler's size widgets, a link, a run, the width. Polled (see below): those changes come from
+  // other nodes and the front end's own widgets, with no one event for them in both node modes.
+  // Returns the view.
+  refresh() {
+    // The element's width once placed; before, the width the classic front end will give it.
+    const width = this.element.clientWidth || this.node.size[0] - 2 * DOM_MARGIN;
+    const settings = settingsOf(this.node), samplers = samplersOf(this.node);
+    const key = JSON.stringify([settings, samplers, width]);
+    if (key === this.key) return this.view;
+    this.key = key;
+    this.view = stripView(table, settings, samplers, width, measure);
+    const shown = new Set(this.view.cells.map((c) => c.preview).filter(Boolean));
+    for (const url of this.images.keys()) if (!shown.has(url)) this.images.delete(url);
+    render(this);
+    this.fit();
+    return this.view;
+  }
+
+  // Grows the node when the strip outgrows it (a longer message, more scales), and shrinks a node
+  // the strip sized itself (a size the user or the workflow chose is kept).
+  fit() {
+    const node = this.node, need = node.computeSize()[1];
+    const fitted = Math.abs(node.size[1] - (this.fittedHeight ?? -1)) < 0.5;
+    if (need > node.size[1] + 0.5 || (fitted && Math.abs(need - node.size[1]) >= 0.5)) {
+      node.setSize([node.size[0], need]);
+      this.fittedHeight = need;
+      node.setDirtyCanvas(true, true);
+    }
+  }
+
+  // The point of a pointer event in strip units (CSS pixels at 100 % zoom), whatever the zoom.
+  local(event) {
+    const rect = this.element.getBoundingClientRect();
+    const scale = rect.width / (this.element.offsetWidth || rect.width || 1);
+    return [(event.clientX - rect.left) / scale, (event.clientY - rect.top) / scale];
+  }
+
+  press(event) {
+    if (event.button !== 0) return;
+    const step = cellAt(this.view.layout, ...this.local(event));
+    if (step === null) return;  // off the cells: the node's own handling (select, drag)
+    event.preventDefault();
+    event.stopPropagation();
+    this.element.setPointerCapture(event.pointerId);
+    this.stroke = startStroke(this.view.sets, step);
+    this.strokeStep = null;
+    this.paint(step);
+  }
+
+  move(event) {
+    if (!this.stroke) return;
+    event.preventDefault();
+    event.stopPropagation();
+    const step = cellAt(this.view.layout, ...this.local(event));
+    if (step !== null && step !== this.strokeStep) this.paint(step);
+  }
+
+  release(event) {
+    if (!this.stroke) return;
+    event.stopPropagation();
+    this.stroke = null;
+    this.element.releasePointerCapture?.(event.pointerId);
+  }
+
+  paint(step) {
+    this.strokeStep = step;
+    const texts = textsFor(strokeTo(this.stroke, step), this.refresh().sets);  // against the texts as they are now
+    for (const [name, text] of [["key_steps", texts.key], ["fine_steps", texts.fine]]) {
+      const w = widget(this.node, name);
+      if (text === undefined || !w) continue;
+      w.value = text;
+      w.callback?.(w.value);
+    }
+    this.refresh();
+    this.node.setDirtyCanvas(true, true);
+  }
+}
+
+// One loop for every strip on the page, cheap when nothing changed (a few small strings compared).
+// A strip whose node left its graph (deleted, or its workflow closed) leaves the loop.
+function poll() {
+  for (const strip of strips) {
+    if (strip.node.graph?.getNodeById(strip.node.id) === strip.node) {
+      strip.placed = true;
+      strip.refresh();
+    } else if (strip.placed) strips.delete(strip);
+  }
+  if (strips.size) requestAnimationFrame(poll);
 }
 
 function addStrip(node) {
-  const strip = {
-    name: "stage_strip",
-    type: "infinitystyle.stage_strip",
-    value: null,
-    serialize: false,  // not in widgets_values: the text widgets are the saved truth
-    options: { serialize: false },
-    draw(ctx, node, width, y) {
-      drawStrip(ctx, node, width, y, this);
-    },
-    computeSize(width) {
-      // the node's own width: LiteGraph asks with the node's minimum width while fitting it
-      const actual = Math.max(width ?? 0, node.size?.[0] ?? 0);
-      return [actual, view(node, actual).height];
-    },
-    mouse(event, pos, node) {
-      return onMouse(this, event, pos, node);
-    },
-  };
-  node.addCustomWidget(strip);
-  // Typing in a text widget (or loading a workflow, or undo) redraws the strip at once.
-  for (const name of ["key_steps", "fine_steps", "feature_init", "key_sharing", "query_sharing"]) {
-    const w = widget(node, name);
-    if (!w) continue;
-    const callback = w.callback;
-    w.callback = function (...args) {
-      const result = callback?.apply(this, args);
-      node.setDirtyCanvas(true, true);
-      return result;
-    };
-  }
+  const strip = new Strip(node);
+  if (!strips.size) requestAnimationFrame(poll);
+  strips.add(strip);
   return strip;
 }
 
-// Fits the node to the strip: no empty area below it, and never so short the strip is cut off.
-function fitSize(node, width) {
-  node.size[0] = width;
-  const height = node.computeSize()[1];
-  node.setSize([width, height]);
-  const strip = widget(node, "stage_strip");
-  if (strip) strip.fittedHeight = height;
-}
+// --- the samplers' runs ---------------------------------------------------------------------------
 
-// The sampler keeps its last run (the grids and a picture per scale) for the strip of its scheduler.
-function keepRun(node, output) {
-  const grids = output?.scale_grids;
-  const entries = output?.scale_previews;
-  if (!grids || !entries) return;
-  const stamp = Date.now();
-  node.infinityLastRun = {
-    grids,
-    images: entries.map((entry) => {
-      const image = new Image();
-      image.onload = () => app.canvas?.setDirty(true, true);
-      image.src = api.apiURL(`/view?${new URLSearchParams(entry)}&rand=${stamp}`);
-      return image;
-    }),
-  };
-  app.canvas?.setDirty(true, true);
+const runOf = (output) => ({
+  grids: output.scale_grids,
+  previews: output.scale_previews.map((entry) => api.apiURL(`/view?${new URLSearchParams(entry)}`)),
+});
+
+// After a page reload or a workflow switch the samplers' last runs come from the server's history,
+// which lives as long as the temp files the previews are (until ComfyUI restarts).
+async function restoreRuns(graph) {
+  const samplers = graph?.nodes?.filter((n) => n.comfyClass === SAMPLER && !n.infinityLastRun) ?? [];
+  if (!samplers.length || !graph.id) return;
+  let history;
+  try {
+    history = await api.fetchApi(`/history?max_items=${HISTORY_RUNS}`).then((r) => r.json());
+  } catch {
+    return;  // no history: the strips show their plain cells
+  }
+  const outputs = lastOutputs(history, graph.id, "scale_previews");
+  for (const sampler of samplers) {
+    const output = outputs.get(String(sampler.id));
+    if (output && !sampler.infinityLastRun) sampler.infinityLastRun = runOf(output);
+  }
 }
 
 app.registerExtension({
   name: "InfinityStyle.StageStrip",
+  setup() {
+    document.head.appendChild(element("style", "", {}, STYLE));
+  },
+  async afterConfigureGraph() {
+    await restoreRuns(app.rootGraph);
+  },
   beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name === SCHEDULER) {
       const onNodeCreated = nodeType.prototype.onNodeCreated;
       nodeType.prototype.onNodeCreated = function (...args) {
         const result = onNodeCreated?.apply(this, args);
-        addStrip(this);
-        fitSize(this, Math.max(this.size[0], WIDTH));
-        return result;
-      };
-      const onConfigure = nodeType.prototype.onConfigure;
-      nodeType.prototype.onConfigure = function (...args) {
-        const result = onConfigure?.apply(this, args);
-        if (this.size[1] < this.computeSize()[1]) fitSize(this, this.size[0]);
+        const strip = addStrip(this);
+        this.size[0] = Math.max(this.size[0], WIDTH);
+        this.setSize([this.size[0], this.computeSize()[1]]);
+        strip.fittedHeight = this.size[1];
         return result;
       };
     }
@@ -291,7 +326,7 @@ app.registerExtension({
       const onExecuted = nodeType.prototype.onExecuted;
       nodeType.prototype.onExecuted = function (output, ...rest) {
         const result = onExecuted?.call(this, output, ...rest);
-        keepRun(this, output);
+        if (output?.scale_grids && output?.scale_previews) this.infinityLastRun = runOf(output);
         return result;
       };
     }

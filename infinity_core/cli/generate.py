@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..images import decode_images
+from ..network.text import check_prompts
 from ..sampler import generate
 from ..weights.model_files import load_models
 from .job import add_common_options, checked_job, save_images
@@ -17,6 +18,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    check_prompts([args.prompt])
     job = checked_job(args)
     model, vae, t5 = load_models(job.paths)
     text = t5.encode([args.prompt])

@@ -31,7 +31,8 @@ def limited(name: str, integer: bool = False) -> Callable[[str], float]:
     return read
 
 
-def _seed(text: str) -> int:
+def read_seed(text: str) -> int:
+    """An argparse type: a seed the Sampler node's widget takes (0 to 2^64 - 1)."""
     try:
         seeds_for(int(text), 1)
     except (ValueError, InfinityError):
@@ -50,7 +51,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aspect", type=float, default=1.0, help="height / width; the nearest trained shape is used")
     parser.add_argument("--pn", default="1M", choices=list(schedules.PIXEL_BUDGETS),
                         help="pixel budget: 1M is about 1024x1024")
-    parser.add_argument("--seed", type=_seed, default=0, help=f"0 to 2^64 - 1 ({SEED_RANGE - 1})")
+    parser.add_argument("--seed", type=read_seed, default=0, help=f"0 to 2^64 - 1 ({SEED_RANGE - 1})")
     parser.add_argument("--batch", type=limited("batch_size", integer=True), default=1,
                         help="images, with seeds seed, seed+1, ... (%s to %s)" % LIMITS["batch_size"])
     parser.add_argument("--cfg", type=limited("cfg"), default=3.0,

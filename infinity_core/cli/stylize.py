@@ -6,7 +6,8 @@ import math
 import os
 
 from ..images import decode_images, load_image
-from ..style import StyleReference, encode_prompts, generation_prompt, read_stages, stylize
+from ..style import StyleReference, encode_prompts, read_stages, stylize
+from ..style.prompts import prompt_texts
 from ..weights.model_files import load_models
 from .job import add_common_options, checked_job, save_images
 from .regions import add_region_options, region_options
@@ -50,13 +51,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     job = checked_job(args)
-    generation_prompt(args.content, args.style, args.template)  # the template is checked before loading too
+    prompt_texts(args.content, args.style, args.template, args.negative)
     stages = read_stages(args.key_steps, args.fine_steps, feature_init=not args.no_init, key_sharing=not args.no_key,
                          query_sharing=not args.no_aqs)
-    stages.validate(job.schedule, depth=1)  # the command line sets no layer range: the depth is not read
+    stages.validate(job.schedule, depth=None)
     styles = [StyleReference(load_image(path), weight) for path, weight in args.style_image]
     content = load_image(args.content_image) if args.content_image else None
-    regions = region_options(args)
+    regions = region_options(args, styles or [StyleReference(None)])
     model, vae, t5 = load_models(job.paths)
     cond = encode_prompts(t5, args.content, args.style, args.template, args.negative)
     codes = stylize(model, vae, cond, styles or [StyleReference(None)], stages, job.schedule, job.seeds,

@@ -3,7 +3,8 @@
 S_txt = cos(CLIP image embedding of the output, CLIP text embedding of a text);
 S_img = cos(CLIP image embedding of the output, CLIP image embedding of the style image).
 Raw cosines of the projected embeddings, not clamped or scaled (the paper's 0.330 / 0.603 are
-raw cosines). Images go through the folder's own preprocessing (preprocessor_config.json).
+raw cosines). Images go through the folder's own preprocessing (preprocessor_config.json), as
+transformers' CLIPProcessor does it on its PIL path.
 """
 from __future__ import annotations
 
@@ -101,10 +102,14 @@ def load_clip(folder: str, device="cpu") -> ClipScorer:
 
 
 def _processor(folder: str):
-    from transformers import AutoImageProcessor
+    """The folder's CLIPProcessor image settings on transformers' PIL path: transformers 5 would
+    take its torchvision path where torchvision is installed, whose resize gives other pixels, so
+    scores would depend on what else is installed. Both paths crop at floor((size - crop) / 2)."""
+    from transformers import AutoImageProcessor, __version__
 
+    options = {"backend": "pil"} if int(__version__.split(".")[0]) >= 5 else {"use_fast": False}
     try:
-        return AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+        return AutoImageProcessor.from_pretrained(folder, local_files_only=True, **options)
     except Exception as exc:  # a bad file raises anything from OSError to TypeError
         raise InfinityError(f"{folder}: could not read preprocessor_config.json ({_first_line(exc)}). Copy "
                             f"{OPENAI_CLIP}'s preprocessor_config.json into the folder again.") from exc

@@ -1,4 +1,4 @@
-"""One progress bar over a whole evaluation run, with the time left."""
+"""One progress bar over a whole evaluation run (all ranks of a torchrun launch), with the time left."""
 from __future__ import annotations
 
 import sys
@@ -13,36 +13,40 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    """`total` images, `done` of them already made by an earlier run. The time left is this run's
-    wall time per image (generation, scoring and writing) times the images left. On a terminal the
-    bar redraws in place; in a log it prints a line every `log_every` images."""
+    """`total` images, `done` of them recorded before this run started. The time left is this
+    run's wall time per recorded image (over every process recording into the run) times the
+    images left. On a terminal the bar redraws in place; in a log it prints a line every
+    `log_every` images and at the end."""
 
-    def __init__(self, total: int, done: int, stream=None, width: int = 30, log_every: int = 10):
+    def __init__(self, total: int, done: int, stream=None, width: int = 30, log_every: int = 10, label: str = ""):
         self.total, self.done, self.width, self.log_every = total, done, width, log_every
         self.stream = stream if stream is not None else sys.stderr
         self.live = getattr(self.stream, "isatty", lambda: False)()
-        self.start, self.made = time.perf_counter(), 0
+        self.prefix = f"{label}: " if label else ""
+        self.start, self.first, self.logged = time.perf_counter(), done, None
 
     def line(self) -> str:
         fraction = self.done / self.total if self.total else 1.0
         filled = int(fraction * self.width)
-        text = f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} images"
-        if self.made:
-            per_image = (time.perf_counter() - self.start) / self.made
+        text = f"{self.prefix}[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} images"
+        if self.done > self.first:
+            per_image = (time.perf_counter() - self.start) / (self.done - self.first)
             text += f", {per_image:.2f} s/image, {duration(per_image * (self.total - self.done))} left"
         return text
+
+    def update(self, done: int) -> None:
+        """`done` images of the run are recorded now."""
+        self.done = done
+        self.show()
 
     def show(self) -> None:
         if self.live:
             self.stream.write("\r" + self.line())
-        elif self.made % self.log_every == 0 or self.done == self.total:
+        elif self.logged is None or self.done // self.log_every > self.logged // self.log_every \
+                or (self.done == self.total and self.logged != self.total):
             self.stream.write(self.line() + "\n")
+            self.logged = self.done
         self.stream.flush()
-
-    def advance(self) -> None:
-        self.done += 1
-        self.made += 1
-        self.show()
 
     def close(self) -> None:
         if self.live:

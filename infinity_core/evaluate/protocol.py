@@ -1,11 +1,13 @@
-"""The evaluation protocol's inputs: prompts, styles and configurations.
+"""The evaluation protocol's inputs: prompts, styles and configurations, and the paper's numbers.
 
 Prompts: the FineStyle / Parti subset's CSV as it is published (columns content_id, content_prompt,
 superclass, ...: the content is "<content_prompt>, <superclass>", e.g. "a cat, animals"), or a
-text file with one content per line. Styles: a CSV with an image and a style prompt per row
-(columns image / image_filename / style_reference_image and style / style_descriptor; rows whose
-use_for_evaluation is false are skipped). Configurations: the paper's Table 2 rows by name, or
-stage settings over the full method.
+text file with one content per line. Styles: a CSV with an image and a style prompt per row, in
+the published layouts (the 10-style file: image_filename beside the CSV, filter column
+use_for_evaluation; the 21-style file: style_reference_image relative to the repository root one
+folder above the CSV, filter column used_for_quantitative_eval_in_paper) or the pack's short one
+(image, style). Configurations: the paper's Table 2 rows by name, or stage settings over the full
+method.
 """
 from __future__ import annotations
 
@@ -93,32 +95,50 @@ def read_prompts(path: str) -> list[Prompt]:
     return _unique(prompts, path, "prompt")
 
 
+# Image columns, each with the folder its relative paths start from: the CSV's own, or the one
+# above it (the published repository's root, where style_reference_image = "styles/style_01_...").
+_IMAGE_COLUMNS = (("image", False), ("image_filename", False), ("style_reference_image", True))
+# Filter columns of the published 10- and 21-style files: rows marked false are not evaluated.
+_FILTER_COLUMNS = ("use_for_evaluation", "used_for_quantitative_eval_in_paper")
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def read_styles(path: str, images_dir: str | None = None) -> list[Style]:
-    """Styles of a CSV; relative image paths are looked up in `images_dir` (default: the CSV's folder)."""
+    """Styles of a CSV. Relative image paths start from `images_dir` when given, else from the
+    CSV's folder (image, image_filename) or the folder above it (style_reference_image)."""
     path = os.path.abspath(path)
     header, rows = _read_csv(path, "styles")
-    image_col = _column(header, ("image", "image_filename", "style_reference_image"))
+    image_col, above = next(((name, above) for name, above in _IMAGE_COLUMNS if name in header), (None, False))
     text_col = _column(header, ("style", "style_descriptor", "style_name"))
     if image_col is None or text_col is None:
         raise InfinityError(f"{path}: the header must name an image column (image, image_filename or "
                             "style_reference_image) and a style prompt column (style or style_descriptor); "
                             f"found: {', '.join(header) or 'nothing'}.")
     id_col = _column(header, ("style_id", "id", "name"))
+    filter_col = _column(header, _FILTER_COLUMNS)
     base = os.path.abspath(images_dir) if images_dir else os.path.dirname(path)
+    if above and not images_dir:
+        base = os.path.dirname(base)
     styles, missing = [], []
     for i, row in enumerate(rows):
-        if str(row.get("use_for_evaluation", "true")).strip().lower() in ("false", "0", "no"):
-            continue
         where = f"row {i + 2}"
+        if filter_col:
+            flag = str(row.get(filter_col) or "").strip().lower()
+            if flag not in _BOOLEANS:
+                raise InfinityError(f"{path}, {where}: {filter_col} is {row.get(filter_col)!r}; write True or False.")
+            if not _BOOLEANS[flag]:
+                continue
         image = os.path.join(base, _one_line(row.get(image_col), path, f"{where}, {image_col}"))
         if not os.path.isfile(image):
             missing.append(image)
         styles.append(Style(safe_id(row.get(id_col) or f"s{i:02d}") if id_col else f"s{i:02d}", image,
                             _one_line(row.get(text_col), path, f"{where}, {text_col}")))
     if missing:
+        start = "--style-images" if images_dir else "the folder above the CSV" if above else "the CSV's folder"
         raise InfinityError(f"{path}: {len(missing)} style image(s) not found: {', '.join(missing[:3])}"
-                            f"{' ...' if len(missing) > 3 else ''}. Put the images there, or give the folder "
-                            "that holds them with --style-images.")
+                            f"{' ...' if len(missing) > 3 else ''}. The paths in {image_col} start from {start} "
+                            f"({base}). Put the images there, or give the folder they start from with "
+                            "--style-images.")
     return _unique(styles, path, "style")
 
 
@@ -178,6 +198,17 @@ TABLE2 = {
     "c": Configuration("c", replace(FULL, query_sharing=False), "+ Key Stage Attention Sharing"),
     "d": Configuration("d", FULL, "+ Adaptive Query Sharing (the full method)"),
 }
+# The paper's numbers (FineStyle protocol, 1M): S_txt and S_img of each Table 2 row; row d, the full
+# method, is also Table 1's row, at 6.44 s per image.
+PAPER_TABLE2 = {"a": (0.348, 0.559), "b": (0.344, 0.592), "c": (0.320, 0.620), "d": (0.330, 0.603)}
+PAPER_SECONDS = 6.44
+
+
+def paper_row(config: Configuration) -> str | None:
+    """The Table 2 row with the same stage settings as `config` (whatever its name), if any."""
+    return next((name for name, row in TABLE2.items() if row.stages == config.stages), None)
+
+
 _SWITCHES = {"init": "feature_init", "ksas": "key_sharing", "aqs": "query_sharing", "uncond": "uncond"}
 _ON_OFF = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
 _SPEC_HELP = ("Write a Table 2 row (a, b, c, d) or NAME:SETTING=VALUE;... over a row, for example "

@@ -1,18 +1,18 @@
 """The evaluation run: every prompt x style x configuration x sample, made, scored and recorded.
 
 Each image is written atomically (a temporary file, then a rename), with its generation time in
-the PNG's text chunk; then its row is appended to scores.csv and synced. A run that stops at any
-point resumes where it was: rows already in the CSV are kept, an image written just before the
-stop is scored and recorded without being made again, and nothing is ever made twice.
+the PNG's text chunk; then its row is appended to the process's table file and synced. A run
+that stops at any point resumes where it was: rows already recorded are kept, an image written
+just before the stop is scored and recorded without being made again, and nothing is ever made
+twice. A process makes only its own share of the cells (see launch.py); the process that writes
+the report merges the shares' rows into scores.csv at the end (see folder.py).
 """
 from __future__ import annotations
 
-import csv
 import io
-import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -21,30 +21,14 @@ from PIL import Image, PngImagePlugin
 from .. import schedules
 from ..errors import InfinityError
 from ..images import decode_images, load_image, to_pil
-from ..sampler import SamplingSettings
+from ..sampler import SEED_RANGE, SamplingSettings
 from ..style import StyleReference, encode_prompts, generation_prompt, stylize
+from . import folder
 from .clip import ClipScorer, cosine
+from .launch import Launch
 from .progress import Progress
-from .protocol import FINESTYLE_TEMPLATE, Configuration, Prompt, Style, generation_template
-
-COLUMNS = ("configuration", "prompt_id", "prompt", "style_id", "style", "seed", "generation_prompt", "image",
-           "s_txt", "s_img", "seconds")
-TIMING_COLUMNS = ("seconds",)
-CSV_NAME, MANIFEST_NAME = "scores.csv", "run.json"
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Everything besides the configuration that decides an image."""
-    seed: int = 0
-    samples: int = 1
-    cfg: float = 3.0
-    tau: float = 0.5
-    top_k: int = 900
-    top_p: float = 0.97
-    pn: str = "1M"
-    aspect: float = 1.0
-    template: str = FINESTYLE_TEMPLATE
+from .protocol import Configuration, Prompt, Style, generation_template
+from .settings import RunSettings
 
 
 @dataclass(frozen=True)
@@ -67,81 +51,10 @@ class Case:
 def plan(prompts: list[Prompt], styles: list[Style], configs: list[Configuration], settings: RunSettings) -> list[Case]:
     """Prompt by prompt, style by style, every configuration in turn: the configurations of one
     pair are made next to each other, so a partial run already compares them. Sample k of prompt
-    i uses seed `seed + i * samples + k` in every style and configuration (paired comparisons)."""
-    return [Case(p, s, c, settings.seed + i * settings.samples + k)
+    i uses seed `seed + i * samples + k` in every style and configuration (paired comparisons),
+    wrapping around at 2^64 as a batch's seeds do."""
+    return [Case(p, s, c, (settings.seed + i * settings.samples + k) % SEED_RANGE)
             for i, p in enumerate(prompts) for s in styles for c in configs for k in range(settings.samples)]
-
-
-# --- the run folder -------------------------------------------------------------------------------
-
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.partial"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def check_manifest(out: str, settings: RunSettings, configs: list[Configuration], sources: dict) -> dict:
-    """The folder's run.json, extended with these configurations, after checking that an earlier
-    run in the same folder made its images the same way."""
-    path = os.path.join(out, MANIFEST_NAME)
-    wanted = {"settings": asdict(settings), "models": sources, "configurations": {}}
-    if os.path.isfile(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                before = json.load(f)
-            wanted["configurations"] = dict(before["configurations"])
-            earlier_parts = {part: dict(before[part]) for part in ("settings", "models")}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InfinityError(f"{path} is not a run record this command wrote ({exc}); use another --out "
-                                "folder.") from exc
-        for part, earlier in earlier_parts.items():
-            changed = [k for k in wanted[part] if earlier.get(k) != wanted[part][k]]
-            if changed:
-                k = changed[0]
-                raise InfinityError(f"{out} holds a run made with {k} = {earlier.get(k)!r}, not {wanted[part][k]!r}; "
-                                    "resuming would mix the two. Use the same settings, or another --out folder.")
-    for config in configs:
-        earlier = wanted["configurations"].get(config.name)
-        if earlier is not None and earlier != config.as_dict():
-            raise InfinityError(f"{out} already holds a configuration named {config.name!r} with other stage "
-                                "settings; give this one another name, or use another --out folder.")
-        wanted["configurations"][config.name] = config.as_dict()
-    os.makedirs(out, exist_ok=True)
-    write_text_atomic(path, json.dumps(wanted, indent=2) + "\n")
-    return wanted
-
-
-def read_rows(out: str) -> list[dict]:
-    """The rows of scores.csv; a last line cut off by a crash is dropped from the file first."""
-    path = os.path.join(out, CSV_NAME)
-    if not os.path.isfile(path):
-        write_text_atomic(path, ",".join(COLUMNS) + "\n")
-        return []
-    with open(path, "rb") as f:
-        data = f.read()
-    if not data.endswith(b"\n"):
-        data = data[:data.rfind(b"\n") + 1]
-        write_bytes_atomic(path, data)
-    reader = csv.DictReader(io.StringIO(data.decode("utf-8")))
-    if tuple(reader.fieldnames or ()) != COLUMNS:
-        raise InfinityError(f"{path} is not this command's score table (its header differs); use another --out folder.")
-    return list(reader)
-
-
-def _append_row(out: str, row: dict) -> None:
-    line = io.StringIO()
-    csv.writer(line, lineterminator="\n").writerow([row[c] for c in COLUMNS])
-    with open(os.path.join(out, CSV_NAME), "a", encoding="utf-8", newline="") as f:
-        f.write(line.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _save_image(path: str, image: Image.Image, seconds: float, generation: str, seed: int) -> None:
@@ -152,7 +65,7 @@ def _save_image(path: str, image: Image.Image, seconds: float, generation: str, 
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_bytes_atomic(path, buffer.getvalue())
+    folder.write_bytes_atomic(path, buffer.getvalue())
 
 
 def _saved_image(path: str) -> tuple[Image.Image, float] | None:
@@ -171,7 +84,7 @@ def _saved_image(path: str) -> tuple[Image.Image, float] | None:
 
 class _Maker:
     """Generation with the loaded models; style images are read once. Every configuration's
-    stages are checked against the model and schedule before the first image."""
+    stages are checked against the model (its depth, for a layer range) before the first image."""
 
     def __init__(self, models, settings: RunSettings, configs: list[Configuration]):
         self.model, self.vae, self.t5 = models
@@ -200,42 +113,59 @@ class _Maker:
 
 
 class _Scores:
-    """S_txt and S_img of an image; text and style embeddings are computed once each."""
+    """S_txt against the content, S_txt against the generation prompt, and S_img of an image;
+    each text and style embedding is computed once."""
 
-    def __init__(self, scorer: ClipScorer):
-        self.scorer = scorer
+    def __init__(self, scorer: ClipScorer, settings: RunSettings):
+        self.scorer, self.settings = scorer, settings
         self.texts: dict[str, torch.Tensor] = {}
         self.styles: dict[str, torch.Tensor] = {}
 
-    def __call__(self, case: Case, image: Image.Image) -> tuple[float, float]:
-        if case.prompt.id not in self.texts:
-            self.texts[case.prompt.id] = self.scorer.text_embeddings([case.prompt.content])
+    def _text(self, text: str) -> torch.Tensor:
+        if text not in self.texts:
+            self.texts[text] = self.scorer.text_embeddings([text])
+        return self.texts[text]
+
+    def __call__(self, case: Case, image: Image.Image) -> tuple[float, float, float]:
         if case.style.id not in self.styles:
             self.styles[case.style.id] = self.scorer.image_embeddings([to_pil(load_image(case.style.image))])
         output = self.scorer.image_embeddings([image])
-        return (float(cosine(output, self.texts[case.prompt.id])[0]),
+        return (float(cosine(output, self._text(case.prompt.content))[0]),
+                float(cosine(output, self._text(_generation(case, self.settings)))[0]),
                 float(cosine(output, self.styles[case.style.id])[0]))
 
 
 def evaluate(out: str, prompts: list[Prompt], styles: list[Style], configs: list[Configuration],
              settings: RunSettings, load_models: Callable, load_scorer: Callable[[], ClipScorer],
-             sources: dict | None = None, stream=None) -> list[dict]:
-    """Make and score every case not yet in `out`'s scores.csv; return all rows of the CSV.
+             sources: dict | None = None, stream=None, launch: Launch = Launch()) -> list[dict] | None:
+    """Make and score this process's share of the cells not yet recorded in `out`. The process
+    that leads the launch then merges every share into scores.csv and returns all its rows; the
+    others return None.
 
     `load_models()` gives (transformer, vae, t5) and `load_scorer()` the CLIP scorer; both are
     called only if something is left to do."""
     out = os.path.abspath(out)
-    check_manifest(out, settings, configs, sources or {})
-    rows = read_rows(out)
-    done = {(r["configuration"], r["prompt_id"], r["style_id"], r["seed"]) for r in rows}
+    folder.check_manifest(out, settings, configs, sources or {})
     cases = plan(prompts, styles, configs, settings)
-    todo = [case for case in cases if case.key not in done]
-    progress = Progress(len(cases), len(cases) - len(todo), stream)
-    if todo:
-        scores = _Scores(load_scorer())
-        make = None  # the models load only when an image is missing
+    table = folder.TableWriter(launch.table(out))  # first: a cut-off row of ours is dropped before reading
+    done = {folder.key_of(r) for r in folder.recorded(out)}
+    todo = [case for i, case in enumerate(cases) if launch.owns(i) and case.key not in done]
+    # The lead shows the whole run, counted from every process's files; a shard shows its own share.
+    shown = cases if launch.leads else [case for i, case in enumerate(cases) if launch.owns(i)]
+    shown_keys = {case.key for case in shown}
+
+    def recorded_count() -> int:
+        return len(shown_keys & {folder.key_of(r) for r in folder.recorded(out)})
+
+    progress = None
+    if launch.leads or launch.kind == "shard":
+        label = f"all {launch.count} ranks" if launch.kind == "torchrun" else launch.label
+        progress = Progress(len(shown), len(shown_keys & done), stream, label=label)
         progress.show()
-        try:
+    try:
+        if todo:
+            scores = _Scores(load_scorer(), settings)
+            make = None  # the models load only when an image is missing
             for case in todo:
                 path = os.path.join(out, case.image)
                 saved = _saved_image(path)
@@ -245,20 +175,47 @@ def evaluate(out: str, prompts: list[Prompt], styles: list[Style], configs: list
                     _save_image(path, image, seconds, _generation(case, settings), case.seed)
                 else:
                     image, seconds = saved
-                s_txt, s_img = scores(case, image)
-                row = _row(case, settings, s_txt, s_img, seconds)
-                _append_row(out, row)
-                rows.append(row)
-                progress.advance()
-        finally:
+                table.append(_row(case, settings, *scores(case, image), seconds))
+                if progress:
+                    progress.update(recorded_count())
+        launch.barrier()  # torchrun: every rank has recorded its share
+        if progress:
+            progress.update(recorded_count())
+    finally:
+        if progress:
             progress.close()
-    return rows
+    return folder.merge(out, [case.key for case in cases]) if launch.leads else None
 
 
-def _row(case: Case, settings: RunSettings, s_txt: float, s_img: float, seconds: float) -> dict:
+def merge_run(out: str, prompts: list[Prompt], styles: list[Style], configs: list[Configuration],
+              settings: RunSettings, sources: dict) -> list[dict]:
+    """The merge step after the shards of a job array (--shard K/N) have finished: checks that every
+    cell is recorded, merges the parts into scores.csv and returns its rows. Makes nothing."""
+    out = os.path.abspath(out)
+    if not os.path.isfile(os.path.join(out, folder.MANIFEST_NAME)):
+        raise InfinityError(f"{out} holds no run to merge (no {folder.MANIFEST_NAME}); run the shards first.")
+    folder.check_manifest(out, settings, configs, sources)
+    cases = plan(prompts, styles, configs, settings)
+    done = {folder.key_of(r) for r in folder.recorded(out)}
+    missing = [i for i, case in enumerate(cases) if case.key not in done]
+    if missing:
+        counts = sorted(folder.part_counts(out))
+        n = counts[0] if len(counts) == 1 else None
+        by_shard = ""
+        if n:
+            left = {k: sum(1 for i in missing if i % n == k) for k in range(n)}
+            by_shard = " (" + ", ".join(f"shard {k + 1}/{n}: {c}" for k, c in left.items() if c) + ")"
+        raise InfinityError(f"{len(missing)} of {len(cases)} images are not made yet{by_shard}. Run the unfinished "
+                            "shards again (each resumes where it stopped), then merge.")
+    return folder.merge(out, [case.key for case in cases])
+
+
+def _row(case: Case, settings: RunSettings, s_txt_content: float, s_txt_prompt: float, s_img: float,
+         seconds: float) -> dict:
     values = [case.config.name, case.prompt.id, case.prompt.content, case.style.id, case.style.text, str(case.seed),
-              _generation(case, settings), case.image, f"{s_txt:.6f}", f"{s_img:.6f}", f"{seconds:.3f}"]
-    return dict(zip(COLUMNS, values))
+              _generation(case, settings), case.image, f"{s_txt_content:.6f}", f"{s_txt_prompt:.6f}",
+              f"{s_img:.6f}", f"{seconds:.3f}"]
+    return dict(zip(folder.COLUMNS, values))
 
 
 def _generation(case: Case, settings: RunSettings) -> str:

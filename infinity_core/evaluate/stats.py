@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 
+@lru_cache(maxsize=None)  # a report asks for the same few (p, df) many times; each costs ~10^5 density values
 def t_quantile(p: float, df: int) -> float:
     """The p-quantile (p > 0.5) of Student's t with df degrees of freedom, by bisection on its CDF.
     The CDF's upper half is an integral of the density from 0, taken with Simpson's rule."""

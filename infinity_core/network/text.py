@@ -52,6 +52,17 @@ MAX_TOKENS = 512  # the reference tokenises with max_length=512 and truncation; 
 
 
 
+def check_prompts(prompts: list[str]) -> None:
+    """Refuse empty prompts (callers check before loading the text encoder too)."""
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt {i + 1} is a {type(prompt).__name__}, not a string")
+        if not prompt.strip():
+            which = f"prompt {i + 1} of {len(prompts)}" if len(prompts) > 1 else "the prompt"
+            raise InfinityError(f"Text encoder: {which} is empty{' (only spaces)' if prompt else ''}. "
+                                "Write a few words describing it (for example 'a cat'), or leave it out.")
+
+
 class T5TextEncoder:
     """A `transformers` T5 encoder and its tokenizer, turning prompts into a packed TextBatch.
 
@@ -83,13 +94,7 @@ class T5TextEncoder:
         if isinstance(prompts, str):
             raise TypeError("encode() takes a list of prompts, not one string")
         prompts = list(prompts)
-        for i, prompt in enumerate(prompts):
-            if not isinstance(prompt, str):
-                raise TypeError(f"prompt {i + 1} is a {type(prompt).__name__}, not a string")
-            if not prompt.strip():
-                which = f"prompt {i + 1} of {len(prompts)}" if len(prompts) > 1 else "the prompt"
-                raise InfinityError(f"Text encoder: {which} is empty{' (only spaces)' if prompt else ''}. "
-                                    "Write a few words describing it (for example 'a cat'), or leave it out.")
+        check_prompts(prompts)
         if not prompts:
             return TextBatch(torch.zeros(0, self.channels, device=self.device), [])
         for i, count in enumerate(len(ids) for ids in self.tokenizer(prompts).input_ids):

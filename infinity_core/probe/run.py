@@ -32,7 +32,7 @@ class ProbeRun:
         if self.step is None:
             return "base"
         h, w = schedule.scales[self.step]
-        return f"step {self.step}: {h}x{w}"
+        return f"step {self.step}: {w}x{h}"  # width x height, as ComfyUI writes sizes
 
 
 def probe_runs(schedule: Schedule, steps: Optional[Sequence[int]] = None) -> list[ProbeRun]:

@@ -24,7 +24,7 @@ from .control import RowLayout, StyleAttention
 from .mechanisms import feature_initialization
 from .prompts import StyleConditioning
 from .references import BITS_CACHE, StyleReference, fit_mask, mask_on_grid
-from .regions import Regions, StyleRegions, plan_regions
+from .regions import Regions, StyleRegions, check_region_styles, content_preview, plan_regions
 from .stages import Stages
 
 
@@ -67,7 +67,10 @@ class _StyleRun:
         self.regional: Optional[StyleRegions] = None
         if regions is not None and self.styles:
             plan = plan_regions(model, vae, cond, self.styles, stages, schedule, seed, settings, content_image, regions)
-            self.regional = StyleRegions(plan, self.styles, regions, schedule)
+            step = regions.step_for(stages)
+            picture = (lambda: content_image) if content_image is not None else (
+                lambda: content_preview(vae, plan.content_bits, schedule, step))
+            self.regional = StyleRegions(plan, self.styles, regions, schedule, picture)
             if content_bits is None:
                 content_bits = plan.content_bits
         # What the steps read (replayed bits, shares, key biases) goes to the model's device now:
@@ -168,6 +171,7 @@ def stylize(model, vae, cond: StyleConditioning, styles: Sequence[StyleReference
     stages.validate(schedule, model.config.depth)
     if regions is not None:
         regions.validate(schedule, model.config.depth)
+        check_region_styles(styles)
     images = []
     for seed in seeds:
         run = _StyleRun(model, vae, cond, styles, stages, schedule, seed, settings, content_image, regions)

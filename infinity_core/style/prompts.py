@@ -45,8 +45,9 @@ class StyleConditioning:
     texts: dict
 
 
-def encode_prompts(text_encoder, content: str, style: str, template: str = DEFAULT_TEMPLATE,
-                   negative: str = "") -> StyleConditioning:
+def prompt_texts(content: str, style: str, template: str = DEFAULT_TEMPLATE, negative: str = "") -> list[str]:
+    """The content, style and generation prompts (and the negative one, if any) as T5 reads them,
+    after checking them: callers check before loading any model."""
     for name, value in (("content", content), ("style", style)):
         if not value or not value.strip():
             raise InfinityError(f"The {name} prompt is empty: describe the {name} in a few words "
@@ -54,6 +55,12 @@ def encode_prompts(text_encoder, content: str, style: str, template: str = DEFAU
     prompts = [content.strip(), style.strip(), generation_prompt(content, style, template)]
     if negative and negative.strip():
         prompts.append(negative.strip())
+    return prompts
+
+
+def encode_prompts(text_encoder, content: str, style: str, template: str = DEFAULT_TEMPLATE,
+                   negative: str = "") -> StyleConditioning:
+    prompts = prompt_texts(content, style, template, negative)
     text = text_encoder.encode(prompts)
     return StyleConditioning(
         content=text.select([0]), style=text.select([1]), generation=text.select([2]),

@@ -37,6 +37,21 @@ def check_picture(tensor: torch.Tensor, what: str) -> None:
         raise InfinityError(f"The {what} holds NaN or infinite values: give a picture with values from 0 to 1.")
 
 
+MASK_SLACK = 1e-3  # rounding in other nodes' mask arithmetic; values this close to 0..1 are clamped
+
+
+def check_mask(mask: torch.Tensor) -> None:
+    """Refuse what is not a mask: ComfyUI's MASK is [H, W] or a batch [B, H, W] of values 0 to 1."""
+    check_picture(mask, "mask")
+    if mask.ndim not in (2, 3):
+        raise InfinityError(f"A mask is [H, W] (or a batch [B, H, W]); this one has shape {tuple(mask.shape)}. "
+                            "Connect a MASK output, such as Load Image's.")
+    low, high = float(mask.min()), float(mask.max())
+    if low < -MASK_SLACK or high > 1 + MASK_SLACK:
+        raise InfinityError(f"Mask values go from 0 (the style does not paint here) to 1 (it paints here); this mask "
+                            f"holds {low:g} to {high:g}. Rescale it to 0-1 first (or use Image To Mask).")
+
+
 def _as_bchw(image: torch.Tensor) -> torch.Tensor:
     check_picture(image, "image")
     if image.ndim == 4:
@@ -71,7 +86,7 @@ def fit_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def fit_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """MASK of any size -> [H, W] in [0, 1] at the output size."""
-    check_picture(mask, "mask")
+    check_mask(mask)
     if mask.ndim == 3:
         if mask.shape[0] != 1:
             raise InfinityError(f"Expected one mask per style, got a batch of {mask.shape[0]}.")

@@ -29,12 +29,14 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import InfinityError
+from ..images import preview_image
+from ..network.quantizer import summed_codes
 from ..network.text import TextBatch
 from ..network.transformer import AttentionCall, plain_attention
 from ..sampler import SamplingSettings, draw_bits, make_generators, run_scales
@@ -44,6 +46,8 @@ from .references import BITS_CACHE, mask_on_grid, object_token, tensor_digest
 from .stages import Stages
 
 PRIOR_TEMPERATURE = 0.1  # a style weight w adds 0.1*log(w) to its regions' scores (w=2: +0.07)
+STRENGTH_RANGE = (0.0, 10.0)        # nats a key outside the match loses; the node's widget limits
+POSITION_WEIGHT_RANGE = (0.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -56,13 +60,17 @@ class Regions:
     feature_step: Optional[int] = None   # None: the last fine step (or the last key step)
     layers: Optional[tuple[int, int]] = None  # inclusive block range; None: the middle half
 
-    def validate(self, schedule: Schedule, depth: int) -> None:
+    def check(self) -> None:
+        """The settings themselves, before anything loads."""
         if self.count is not None and not 1 <= self.count <= MAX_REGIONS:
             raise InfinityError(f"Regions must be auto or 1-{MAX_REGIONS}, got {self.count}.")
-        if not (self.strength >= 0 and math.isfinite(self.strength)):
-            raise InfinityError(f"The region strength must be 0 or more, got {self.strength}.")
-        if not (self.position_weight >= 0 and math.isfinite(self.position_weight)):
-            raise InfinityError(f"The position weight must be 0 or more, got {self.position_weight}.")
+        for what, value, (low, high) in (("region strength", self.strength, STRENGTH_RANGE),
+                                          ("position weight", self.position_weight, POSITION_WEIGHT_RANGE)):
+            if not low <= value <= high:  # NaN too
+                raise InfinityError(f"The {what} must be from {low:g} to {high:g}, got {value}.")
+
+    def validate(self, schedule: Schedule, depth: int) -> None:
+        self.check()
         if self.feature_step is not None and not 0 <= self.feature_step < len(schedule):
             raise InfinityError(f"The region feature step {self.feature_step} is out of range: this schedule "
                                 f"has steps 0-{len(schedule) - 1}.")
@@ -240,14 +248,24 @@ def region_fractions(labels: torch.Tensor, count: int, grid) -> torch.Tensor:
     return F.adaptive_avg_pool2d(onehot[None], grid)[0]
 
 
+def check_region_styles(styles: Sequence) -> None:
+    """Refuse styles semantic regions cannot match (StyleReference: image, weight, mask), before
+    anything runs: every style left out, or one with neither an image nor a mask."""
+    left_out = [s.weight == 0 or (s.mask is not None and float(s.mask.max()) <= 0) for s in styles]
+    if styles and all(left_out) and any(s.image is not None for s in styles):
+        raise InfinityError(f"Semantic regions match the content to regions of style images, but every style is left "
+                            f"out ({len(styles)} with weight 0 or an all-black mask). Give a style a weight above 0, "
+                            "or use the global mix.")
+    for i, (ref, out) in enumerate(zip(styles, left_out)):
+        if ref.image is None and ref.mask is None and not out:
+            raise InfinityError(f"Semantic regions match the content to regions of style images, and style {i + 1} "
+                                "has none (a style in words only). Give it an image or a mask, or use the global mix.")
+
+
 def plan_regions(model, vae, cond, styles, stages: Stages, schedule: Schedule, seed: int,
                  settings: SamplingSettings, content_image, regions: Regions) -> RegionPlan:
     """Find and match the regions of one stylized image. `styles` are the run's active
-    (StyleReference, fitted mask or None) pairs."""
-    for i, (ref, mask) in enumerate(styles):
-        if ref.image is None and mask is None:
-            raise InfinityError(f"Semantic regions match the content to regions of style images, and style {i + 1} "
-                                "has none (a style in words only). Give it an image or a mask, or use the global mix.")
+    (StyleReference, fitted mask or None) pairs, checked by check_region_styles."""
     step, layers = regions.step_for(stages), regions.layers_for(model.config.depth)
     matched = [ref.image is not None and mask is None for ref, mask in styles]
     images = [ref.image for (ref, _), m in zip(styles, matched) if m]
@@ -269,12 +287,23 @@ def plan_regions(model, vae, cond, styles, stages: Stages, schedule: Schedule, s
     return RegionPlan(content_features.segment(regions.count), segs, matches, content_bits)
 
 
+def content_preview(vae, content_bits: list, schedule: Schedule, step: int) -> torch.Tensor:
+    """The content path's image as it stood at `step` (the picture its regions were found in when
+    no content image is given): [1, h*16, w*16, 3] in [0, 1], decoded at that step's grid."""
+    scales = schedule.scales[:step + 1]
+    return preview_image(vae, summed_codes([bits[None] for bits in content_bits[:step + 1]], scales), scales[-1])
+
+
 class StyleRegions:
     """A regions run's plan with its styles (the run's active (StyleReference, fitted mask) pairs):
-    the styles' shares and key-stage biases per grid, and what the region map draws."""
+    the styles' shares and key-stage biases per grid, and what the region map draws.
+    `content_picture()` gives the picture the content regions were found in (IMAGE, [0, 1]); it is
+    made only when the map is drawn."""
 
-    def __init__(self, plan: RegionPlan, styles, regions: Regions, schedule: Schedule):
+    def __init__(self, plan: RegionPlan, styles, regions: Regions, schedule: Schedule,
+                 content_picture: Callable[[], torch.Tensor]):
         self.plan, self.styles, self.regions, self.schedule = plan, styles, regions, schedule
+        self.content_picture = content_picture
 
     def _cover(self, grid) -> torch.Tensor:
         """How much of each cell the styles' masks cover (the largest), [h, w]."""

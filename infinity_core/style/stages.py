@@ -46,7 +46,7 @@ def format_steps(steps) -> str:
 
 
 def grid_sizes(schedule: Schedule) -> str:
-    return ", ".join(f"{si}: {h}x{w}" for si, (h, w) in enumerate(schedule.scales))
+    return ", ".join(f"{si}: {w}x{h}" for si, (h, w) in enumerate(schedule.scales))  # width x height, as ComfyUI writes sizes
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,9 @@ class Stages:
     def reads_fine_steps(self) -> bool:
         return self.query_sharing
 
-    def validate(self, schedule: Schedule, depth: int) -> None:
+    def validate(self, schedule: Schedule, depth: int | None) -> None:
         """Refuses what cannot run on this schedule; the steps of a switched-off stage are never read,
-        so they are not checked."""
+        so they are not checked. depth None (no model loaded yet): the layer range is left for later."""
         last = len(schedule) - 1
         read = [(name, steps) for name, steps, used in (("key", self.key_steps, self.reads_key_steps),
                                                         ("fine", self.fine_steps, self.reads_fine_steps)) if used]
@@ -134,7 +134,7 @@ class Stages:
         if self.reads_fine_steps and not self.fine_steps:
             raise InfinityError("The fine stage is empty: give fine steps (such as '4-7'), or turn off "
                                 "Adaptive Query Sharing.")
-        if self.layers is not None:
+        if self.layers is not None and depth is not None:
             first, last_layer = self.layers
             if not 0 <= first <= last_layer < depth:
                 raise InfinityError(f"Layer range {first}-{last_layer} does not fit this model's "

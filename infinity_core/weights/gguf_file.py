@@ -3,17 +3,11 @@
 Reading needs the optional `gguf` package (`pip install gguf`). Tensor names are the
 checkpoint's own (`block_chunks.0.module.0.sa.mat_qkv.weight`), with GGUF's shape order (the
 reverse of torch's). Float tensors (F32, F16, BF16) come back as torch tensors; block-quantized
-ones as `ggml.Quantized`, which the layers decode per call.
-
-Make a GGUF file of your own checkpoint (Q8_0, Q5_0, Q5_1, Q4_0, Q4_1 or BF16: the types the
-gguf package can quantize):
-
-    python3 -m infinity_core.weights.gguf_file infinity_2b_reg.pth infinity_2b_reg-Q8_0.gguf Q8_0
+ones as `ggml.Quantized`, which the layers decode per call. `python3 -m infinity_core gguf` writes
+one from a checkpoint (`write_gguf`).
 """
 from __future__ import annotations
 
-import os
-import sys
 from typing import Mapping
 
 import numpy as np
@@ -23,7 +17,7 @@ from ..errors import CheckpointError, InfinityError
 from .ggml import BF16, F16, F32, Quantized
 
 ORIG_SHAPE_KEY = "comfy.gguf.orig_shape."  # ComfyUI-GGUF's override of a tensor's logical shape
-QUANTIZABLE = ("Q8_0", "Q5_0", "Q5_1", "Q4_0", "Q4_1", "BF16")
+QUANTIZABLE = ("Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "BF16")  # what the gguf package can write
 
 
 def _gguf():
@@ -35,7 +29,7 @@ def _gguf():
     return gguf
 
 
-def _reader(path: str):
+def open_gguf(path: str):
     gguf = _gguf()
     try:
         return gguf.GGUFReader(path)
@@ -44,26 +38,32 @@ def _reader(path: str):
                               "download it again.") from exc
 
 
-def _field_value(reader, key: str):
+def field_value(reader, key: str):
+    """A metadata value of a GGUF file: a str, a number, a list of them, or None when absent.
+    (Written out here: `ReaderField.contents()` is newer than the oldest gguf the pack takes.)"""
+    gguf = _gguf()
     field = reader.fields.get(key)
-    if field is None or not field.data:
+    if field is None or not field.types:
         return None
-    parts = [field.parts[i] for i in field.data]
-    if len(parts) == 1 and parts[0].dtype == np.uint8:
-        return bytes(parts[0]).decode("utf-8", "replace")
-    return [int(p[0]) for p in parts]
+    values = [field.parts[i] for i in field.data]
+    if field.types[-1] == gguf.GGUFValueType.STRING:
+        values = [bytes(v).decode("utf-8", "replace") for v in values]
+    else:
+        values = [v.tolist()[0] for v in values]
+    return values if field.types[0] == gguf.GGUFValueType.ARRAY else values[0]
 
 
 def architecture(reader) -> str:
-    return _field_value(reader, "general.architecture") or "(none given)"
+    return field_value(reader, "general.architecture") or "(none given)"
 
 
-def read_gguf(path: str) -> dict[str, torch.Tensor | Quantized]:
-    """Every tensor of a GGUF file by name, in torch's shape order, copied out of the mapping."""
-    reader = _reader(path)
+def read_gguf(path: str, reader=None) -> dict[str, torch.Tensor | Quantized]:
+    """Every tensor of a GGUF file by name, in torch's shape order, copied out of the mapping
+    (`reader`: the file already opened with `open_gguf`, whose metadata can take seconds to read)."""
+    reader = reader or open_gguf(path)
     state = {}
     for tensor in reader.tensors:
-        shape = _field_value(reader, ORIG_SHAPE_KEY + tensor.name) or [int(n) for n in reversed(tensor.shape)]
+        shape = field_value(reader, ORIG_SHAPE_KEY + tensor.name) or [int(n) for n in reversed(tensor.shape)]
         data = torch.from_numpy(np.array(tensor.data))  # a private copy: the mapping is read-only
         qtype = int(tensor.tensor_type)
         if qtype in (F32, F16):
@@ -78,11 +78,11 @@ def read_gguf(path: str) -> dict[str, torch.Tensor | Quantized]:
     return state
 
 
-def describe(path: str, state: Mapping) -> str:
+def describe(path: str, state: Mapping, reader=None) -> str:
     """One line saying what a GGUF file holds, for errors."""
     names = list(state)
     shown = ", ".join(names[:6]) + (f" ... ({len(names)} in all)" if len(names) > 6 else "")
-    return f"this GGUF file (architecture {architecture(_reader(path))}) holds: {shown or '(no tensors)'}"
+    return f"this GGUF file (architecture {architecture(reader or open_gguf(path))}) holds: {shown or '(no tensors)'}"
 
 
 def write_gguf(path: str, state: Mapping[str, torch.Tensor], qtype: str = "Q8_0", arch: str = "infinity") -> dict:
@@ -106,23 +106,3 @@ def write_gguf(path: str, state: Mapping[str, torch.Tensor], qtype: str = "Q8_0"
     writer.write_tensors_to_file()
     writer.close()
     return written
-
-
-def main(argv: list[str]) -> int:
-    from .checkpoint import read_state_dict
-
-    if len(argv) != 3 or argv[2] not in QUANTIZABLE:
-        print(__doc__.split("\n\n")[-1].strip(), file=sys.stderr)
-        return 2
-    source, target, qtype = argv
-    if os.path.exists(target):
-        print(f"{target} exists; not overwriting it.", file=sys.stderr)
-        return 1
-    written = write_gguf(target, read_state_dict(source), qtype)
-    kept = sum(t == "F32" for t in written.values())
-    print(f"wrote {target}: {len(written) - kept} tensors in {qtype}, {kept} in F32")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -11,13 +11,14 @@ from .t5_files import check_text_width, load_text_encoder
 from .transformer_file import load_transformer
 from .vae_file import load_vae
 
-# slot -> (sub-folder of --models, file names in the README's model table order, flag)
+# slot -> (sub-folder of --models, file names in the README's model table order, flag): the released
+# files first, then the unofficial GGUF release's (kzopp/Infinity-2B-GGUF_UNOFFICIAL)
 MODEL_FILES = {
-    "transformer": ("infinity", ("infinity_2b_reg.pth", "infinity_2b_reg.safetensors", "infinity_8b_weights"),
-                    "--transformer"),
+    "transformer": ("infinity", ("infinity_2b_reg.pth", "infinity_2b_reg.safetensors", "infinity_8b_weights",
+                                 "infinity_2b_reg_Q8_0.gguf"), "--transformer"),
     "vae": ("vae", ("infinity_vae_d32reg.pth", "infinity_vae_d32reg.safetensors",
-                    "infinity_vae_d56_f8_14_patchify.pth"), "--vae"),
-    "t5": ("text_encoders", ("flan-t5-xl",), "--t5"),
+                    "infinity_vae_d56_f8_14_patchify.pth", "infinity_vae_d32_reg.pth"), "--vae"),
+    "t5": ("text_encoders", ("flan-t5-xl", "flan-t5-xl-encoder-Q8_0.gguf"), "--t5"),
 }
 
 
@@ -31,7 +32,7 @@ def find_model_files(models: str | None, given_paths: dict) -> dict[str, str]:
             candidates = [given]
         elif models:
             if slot == "vae" and os.path.isdir(found.get("transformer", "")):
-                names = names[::-1]  # a sharded folder is the 8B release: look for its patchify VAE first
+                names = sorted(names, key=lambda n: "patchify" not in n)  # a sharded folder is the 8B release
             candidates = [os.path.join(models, sub, name) for name in names]
         else:
             candidates = []

@@ -8,6 +8,7 @@ shard is opened, so at most one shard is held beyond the weights kept.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Callable, Optional
 
@@ -15,6 +16,8 @@ import torch
 
 from ..errors import CheckpointError
 from .checkpoint import read_state_dict
+
+log = logging.getLogger(__name__)
 
 INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
@@ -45,21 +48,24 @@ def read_sharded_state_dict(folder: str, place: Place = lambda name, tensor: ten
     """Every tensor of a sharded folder by name, each passed through `place(name, tensor)`.
 
     Tensors the index lists but its shard lacks, and shard files that are absent, are errors
-    naming the index; tensors a shard holds beyond the index are kept (as transformers does), for
-    the caller's key check to judge."""
+    naming the index. A tensor found in a shard other than the one the index names for it is a
+    stray copy: the index's is used, with a warning. Tensors a shard holds beyond the index are kept
+    (as transformers does), for the caller's key check to judge."""
     index = find_index(folder)
     if index is None:
         found = sorted(os.listdir(folder))[:8] if os.path.isdir(folder) else []
         raise CheckpointError(f"{folder}: a folder with no shard index ({' or '.join(INDEX_NAMES)}); it holds "
                               f"{', '.join(found) or 'nothing'}. Give the folder as downloaded, index file included.")
+    weight_map = _weight_map(index)
     by_shard: dict[str, list[str]] = {}
-    for name, shard in _weight_map(index).items():
+    for name, shard in weight_map.items():
         by_shard.setdefault(shard, []).append(name)
     absent = [s for s in sorted(by_shard) if not os.path.isfile(os.path.join(folder, s))]
     if absent:
         raise CheckpointError(f"{index}: lists shard files that are not in the folder: {', '.join(absent[:5])}"
                               f"{f' ... ({len(absent)} in all)' if len(absent) > 5 else ''}. Download them again.")
     state: dict[str, torch.Tensor] = {}
+    strays: list[str] = []
     for shard in sorted(by_shard):
         tensors = read_state_dict(os.path.join(folder, shard))
         lacking = [n for n in by_shard[shard] if n not in tensors]
@@ -68,8 +74,16 @@ def read_sharded_state_dict(folder: str, place: Place = lambda name, tensor: ten
                                   f"{f' ... ({len(lacking)} in all)' if len(lacking) > 5 else ''}, but it does not. "
                                   "The shard or the index is damaged or from another download: download both again.")
         for name in list(tensors):
-            state[name] = place(name, tensors.pop(name))
+            tensor = tensors.pop(name)
+            if weight_map.get(name, shard) != shard:  # a second copy: the index says which one is meant
+                strays.append(f"{name} (in {shard}; the index names {weight_map[name]})")
+            elif name not in state:
+                state[name] = place(name, tensor)
         del tensors
+    if strays:
+        log.warning("%s: %d tensor(s) also appear in a shard the index does not name for them; the copies the "
+                    "index names were used: %s", index, len(strays), ", ".join(strays[:5]) +
+                    (f" ... ({len(strays)} in all)" if len(strays) > 5 else ""))
     return state
 
 

@@ -11,7 +11,8 @@ import torch
 from ..errors import InfinityError
 from ..network.text import T5TextEncoder
 from .checkpoint import is_gguf, read_state_dict
-from .t5_gguf import load_t5_gguf
+from .gguf_file import open_gguf
+from .t5_gguf import load_t5_gguf, own_config_and_tokenizer
 
 FLAN_T5 = "google/flan-t5-xl"
 _SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
@@ -21,37 +22,19 @@ _TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
 
 def load_text_encoder(folder: str, device="cpu", dtype: torch.dtype = torch.float32) -> T5TextEncoder:
     """The T5 encoder of a local Hugging Face folder of google/flan-t5-xl (config.json, weights as
-    model*.safetensors or pytorch_model*.bin, tokenizer.json / spiece.model). Nothing is downloaded.
+    model*.safetensors or pytorch_model*.bin, tokenizer.json / spiece.model), or of a T5 encoder
+    GGUF file (`folder` is then the file). Nothing is downloaded.
 
     Only the encoder is built; decoder weights in the folder are skipped. `.bin` files are read
     with `weights_only`, so a file holding code is refused."""
-    from transformers import AutoTokenizer, T5EncoderModel
+    from transformers import T5EncoderModel
 
     folder = os.fspath(folder)
-    gguf_file = None
-    if os.path.isfile(folder) and is_gguf(folder):  # GGUF weights; config and tokenizer from their folder
-        gguf_file, folder = folder, os.path.dirname(folder)
+    if os.path.isfile(folder) and is_gguf(folder):
+        return _gguf_encoder(folder, device, dtype)
     config = _check_folder(folder)
-    weights = [gguf_file] if gguf_file else _weight_files(folder)
-    if not any(os.path.isfile(os.path.join(folder, n)) for n in _TOKENIZER_FILES):
-        raise InfinityError(f"{folder}: no tokenizer files. Download {FLAN_T5}'s tokenizer files "
-                            "(tokenizer.json, tokenizer_config.json, spiece.model) into the folder.")
-    if not os.path.isfile(os.path.join(folder, "tokenizer.json")) and not _installed("google.protobuf"):
-        # transformers would fall back to a tiktoken reader and report tiktoken missing instead
-        raise InfinityError(f"{folder}: the folder has spiece.model but no tokenizer.json, and reading spiece.model "
-                            "alone needs the protobuf package, which is not installed. Copy "
-                            f"{FLAN_T5}'s tokenizer.json into the folder, or run: pip install protobuf")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, legacy=True, local_files_only=True)
-    except Exception as exc:  # tokenizers and transformers raise many kinds for a bad or partial file
-        raise InfinityError(f"{folder}: could not read the tokenizer ({_first_line(exc)}). Copy "
-                            f"{FLAN_T5}'s tokenizer.json, tokenizer_config.json and spiece.model into the "
-                            "folder.") from exc
-    _check_tokenizer(folder, tokenizer, config)
-
-    if gguf_file:
-        return T5TextEncoder(_load_gguf_encoder(folder, gguf_file, dtype).to(device).eval().requires_grad_(False),
-                             tokenizer)
+    weights = _weight_files(folder)
+    tokenizer = _folder_tokenizer(folder, config)
     kwargs = _from_pretrained_kwargs(dtype, safetensors=weights[0].endswith(".safetensors"))
     try:
         model, info = T5EncoderModel.from_pretrained(folder, output_loading_info=True, **kwargs)
@@ -78,9 +61,48 @@ def check_text_width(encoder: T5TextEncoder, channels: int, folder: str) -> None
                             "the transformer was trained with.")
 
 
-def _load_gguf_encoder(folder: str, path: str, dtype: torch.dtype):
+def _gguf_encoder(path: str, device, dtype: torch.dtype) -> T5TextEncoder:
+    """A T5 GGUF file: its own config and tokenizer when it carries them (llama.cpp's converter
+    writes both), else those of the flan-t5-xl folder it is in."""
     from transformers import T5Config
-    return load_t5_gguf(T5Config.from_pretrained(folder, local_files_only=True), path, dtype)
+
+    reader = open_gguf(path)  # its metadata once: a tokenizer inside takes seconds to read
+    own = own_config_and_tokenizer(reader)
+    if own is not None:
+        config, tokenizer = own
+        _check_tokenizer(path, tokenizer, config.vocab_size)
+    else:
+        folder = os.path.dirname(path)
+        if not os.path.isfile(os.path.join(folder, "config.json")):
+            raise InfinityError(f"{path}: this GGUF file carries no T5 tokenizer and model sizes of its own (files "
+                                "made by llama.cpp's converter, such as flan-t5-xl-encoder-Q8_0.gguf, carry both). "
+                                f"If it holds {FLAN_T5}'s weights, put it into a folder beside that model's "
+                                "config.json and tokenizer files.")
+        tokenizer = _folder_tokenizer(folder, _check_folder(folder))
+        config = T5Config.from_pretrained(folder, local_files_only=True)
+    model = load_t5_gguf(config, path, dtype, reader)
+    return T5TextEncoder(model.to(device).eval().requires_grad_(False), tokenizer)
+
+
+def _folder_tokenizer(folder: str, config: dict):
+    from transformers import AutoTokenizer
+
+    if not any(os.path.isfile(os.path.join(folder, n)) for n in _TOKENIZER_FILES):
+        raise InfinityError(f"{folder}: no tokenizer files. Download {FLAN_T5}'s tokenizer files "
+                            "(tokenizer.json, tokenizer_config.json, spiece.model) into the folder.")
+    if not os.path.isfile(os.path.join(folder, "tokenizer.json")) and not _installed("google.protobuf"):
+        # transformers would fall back to a tiktoken reader and report tiktoken missing instead
+        raise InfinityError(f"{folder}: the folder has spiece.model but no tokenizer.json, and reading spiece.model "
+                            "alone needs the protobuf package, which is not installed. Copy "
+                            f"{FLAN_T5}'s tokenizer.json into the folder, or run: pip install protobuf")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, legacy=True, local_files_only=True)
+    except Exception as exc:  # tokenizers and transformers raise many kinds for a bad or partial file
+        raise InfinityError(f"{folder}: could not read the tokenizer ({_first_line(exc)}). Copy "
+                            f"{FLAN_T5}'s tokenizer.json, tokenizer_config.json and spiece.model into the "
+                            "folder.") from exc
+    _check_tokenizer(folder, tokenizer, config.get("vocab_size"))
+    return tokenizer
 
 
 def _check_folder(folder: str) -> dict:
@@ -144,8 +166,7 @@ def _shards(index: str) -> list[str]:
     return [os.path.join(folder, n) for n in names]
 
 
-def _check_tokenizer(folder: str, tokenizer, config: dict) -> None:
-    vocab = config.get("vocab_size")
+def _check_tokenizer(folder: str, tokenizer, vocab) -> None:
     ids = tokenizer("a").input_ids
     eos = tokenizer.eos_token_id
     if eos is None or not ids or ids[-1] != eos or tokenizer.pad_token_id is None:

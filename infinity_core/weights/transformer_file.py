@@ -53,13 +53,7 @@ def load_transformer(path: str, device="cpu", dtype=torch.float32, operations=No
         path = find_index(path)  # messages below name the shard index
     else:
         state = _read_gguf_state(path) if gguf else read_state_dict(path)
-    missing = [k for k in _REQUIRED_TOP if k not in state]
-    if missing:
-        found = describe(path, state) if gguf else f"the file starts with: {', '.join(list(state)[:5]) or '(no tensors)'}"
-        raise CheckpointError(
-            f"{path}: this is not {WHAT}.\n  missing: {', '.join(missing)}\n  {found}\n"
-            "Pick the transformer (infinity_2b_reg.pth, or the infinity_8b_weights folder) for this slot; "
-            "VAE and T5 files go in their own slots." + (_GGUF_NAMES if gguf else ""))
+    require_transformer(path, state, gguf)
     state = drop_zero_buffers(path, state, _zero_buffer_names(state))
     return transformer_from_state(state, path, device, dtype, operations, storage)
 
@@ -85,8 +79,19 @@ def transformer_from_state(state: dict, path: str, device="cpu", dtype=torch.flo
     return place_weights(model, device, dtype, storage)
 
 
+def require_transformer(path: str, state: dict, gguf: bool = False) -> None:
+    """Refuse a file that is not an Infinity transformer at all (a VAE, a T5 ...), naming what it holds."""
+    missing = [k for k in _REQUIRED_TOP if k not in state]
+    if missing:
+        found = describe(path, state) if gguf else f"the file starts with: {', '.join(list(state)[:5]) or '(no tensors)'}"
+        raise CheckpointError(
+            f"{path}: this is not {WHAT}.\n  missing: {', '.join(missing)}\n  {found}\n"
+            "Pick the transformer (infinity_2b_reg.pth, or the infinity_8b_weights folder) for this slot; "
+            "VAE and T5 files go in their own slots." + (_GGUF_NAMES if gguf else ""))
+
+
 _GGUF_NAMES = ("\nGGUF files must name their tensors as the checkpoint does (block_chunks.0.module.0.sa.mat_qkv.weight "
-               "...); make one with `python3 -m infinity_core.weights.gguf_file`.")
+               "...); make one with `python3 -m infinity_core gguf`.")
 
 
 def _read_gguf_state(path: str) -> dict:

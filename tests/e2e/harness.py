@@ -1,11 +1,11 @@
 """A real ComfyUI server with this pack and the tiny model set, and the system Chromium driving its
-front end. Used by the browser tests' fixtures (conftest.py); nothing here runs in CI.
+front end in either node mode. Used by the browser tests' fixtures (conftest.py) and
+make_thumbnails.py.
 
-The server is started from the checkout INFINITYSTYLE_COMFYUI names, with the Python
-INFINITYSTYLE_COMFYUI_PYTHON names (default: the one running the tests), on 127.0.0.1 and a free
-port, in a scratch base directory: the pack is linked in as custom_nodes/InfinityStyle, the
-pictures the workflows load are copied to its input folder, and the tiny model set is written
-next to it.
+The server runs from the folder build_comfyui.sh built (ComfyUI, its venv, the newest front end),
+with the front end asked for, on 127.0.0.1 and a free port, in a scratch base directory: the pack
+is linked in as custom_nodes/InfinityStyle, the pictures the workflows load are copied to its
+input folder, and the tiny model set is written next to it.
 """
 from __future__ import annotations
 
@@ -15,13 +15,17 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+# Front end version -> its static files in the built folder (None: the one ComfyUI 0.8.0 pins).
+FRONT_ENDS = {"1.35.9": None, "1.58.1": "frontend-1.58.1/comfyui_frontend_package/static"}
+# Node mode -> the value of the setting that picks it.
+NODE_MODES = {"classic": False, "nodes2": True}
+VUE_NODES = "Comfy.VueNodes.Enabled"
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 PICTURES = REPO / "pictures"
 PACK_FOLDER = "InfinityStyle"   # the pack's folder name in custom_nodes/: the template browser's section
@@ -37,11 +41,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class ComfyServer:
-    """One ComfyUI process; `url` is its address. Stop it with `stop()` (only this process group)."""
+class ComfyEnv:
+    """The folder build_comfyui.sh built: ComfyUI/, venv/ and the newest front end."""
 
-    def __init__(self, comfy_dir: Path, base: Path, python: str = sys.executable):
-        self.comfy_dir, self.base, self.python = Path(comfy_dir), Path(base), python
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.comfy_dir = self.folder / "ComfyUI"
+        self.python = str(self.folder / "venv" / "bin" / "python")
+
+    def front_end_root(self, version: str) -> Path | None:
+        return self.folder / FRONT_ENDS[version] if FRONT_ENDS[version] else None
+
+    @staticmethod
+    def problem(folder: Path) -> str | None:
+        """What keeps the tests from running on this folder, or None."""
+        env = ComfyEnv(folder)
+        needed = [env.comfy_dir / "main.py", Path(env.python), env.front_end_root("1.58.1") / "index.html",
+                  Path(CHROMIUM)]
+        missing = [str(p) for p in needed if not p.exists()]
+        return f"{', '.join(missing)} missing" if missing else None
+
+
+class ComfyServer:
+    """One ComfyUI process serving one front end; `url` is its address. Stop it with `stop()` (only
+    this process group)."""
+
+    def __init__(self, env: ComfyEnv, base: Path, front_end: str = "1.35.9"):
+        self.comfy_dir, self.base, self.python = env.comfy_dir, Path(base), env.python
+        self.front_end, self.front_end_root = front_end, env.front_end_root(front_end)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = None
@@ -61,6 +88,7 @@ class ComfyServer:
         for picture in PICTURES.glob("*.png"):
             shutil.copy(picture, self.base / "input" / picture.name)
         self.tiny_files = self._write_tiny_models(self.base / "models")
+        self._link_shipped_names(self.base / "models")
         (self.base / "extra_model_paths.yaml").write_text(
             f"tiny:\n  base_path: {self.base / 'models'}\n  infinity: infinity\n  vae: vae\n"
             "  text_encoders: text_encoders\n", encoding="utf-8")
@@ -78,6 +106,19 @@ class ComfyServer:
         out = subprocess.run([self.python, "-c", script], check=True, capture_output=True, text=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
+    def _link_shipped_names(self, models: Path) -> None:
+        """The tiny files also under the names the shipped workflows' Loader asks for, as a user with
+        the released files has them: the workflows open without a missing-model warning and run as
+        they are, at their default sizes."""
+        folders = {"transformer": "infinity", "vae": "vae", "text_encoder": "text_encoders"}
+        for path in WORKFLOWS:
+            for node in json.loads(path.read_text(encoding="utf-8"))["nodes"]:
+                if node["type"] == "InfinityStyleLoader":
+                    for kind, name in zip(folders, node["widgets_values"]):
+                        link = models / folders[kind] / name
+                        if not link.exists():
+                            link.symlink_to(models / folders[kind] / self.tiny_files[kind])
+
     # -- running ------------------------------------------------------------------------------------
 
     def start(self, timeout: float = 180) -> None:
@@ -87,7 +128,8 @@ class ComfyServer:
             [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
              "--disable-auto-launch", "--base-directory", str(self.base),
              "--extra-model-paths-config", str(self.base / "extra_model_paths.yaml"),
-             "--database-url", "sqlite:///:memory:"],
+             "--database-url", "sqlite:///:memory:",
+             *(["--front-end-root", str(self.front_end_root)] if self.front_end_root else [])],
             cwd=self.comfy_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -149,19 +191,24 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
 
 
-def open_comfy(browser, url: str):
-    """A 1600x900 page with the ComfyUI front end ready (graph and canvas up, no dialog open).
-    Returns (context, page); the page records console errors in `page.console_errors` and answers
-    of 400 and above in `page.failed_requests`."""
+def open_comfy(browser, server: ComfyServer, node_mode: str):
+    """A 1600x900 page with the server's front end ready in that node mode (graph and canvas up, no
+    dialog open). Returns (context, page); the page records console errors in `page.console_errors`
+    and answers of 400 and above in `page.failed_requests`."""
+    # The mode is a user setting the front end reads as it starts: set it, then load the page.
+    status, _ = server.post(f"/api/settings/{VUE_NODES}", NODE_MODES[node_mode])
+    assert status == 200, f"setting {VUE_NODES} answered {status}"
     context = browser.new_context(viewport=WINDOW)
     page = context.new_page()
     page.console_errors, page.failed_requests = [], []
     page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
     page.on("pageerror", lambda e: page.console_errors.append(str(e)))
     page.on("response", lambda r: r.status >= 400 and page.failed_requests.append(f"{r.status} {r.url}"))
-    page.goto(url)
+    page.goto(server.url)
     page.wait_for_function("() => window.app && window.app.canvas && window.app.rootGraph", timeout=60_000)
     close_dialogs(page)
+    shown = page.evaluate(f"() => window.app.extensionManager.setting.get('{VUE_NODES}')")
+    assert shown is NODE_MODES[node_mode], f"the front end reads {VUE_NODES}={shown}, not {NODE_MODES[node_mode]}"
     return context, page
 
 
@@ -181,17 +228,25 @@ def load_workflow(page, workflow: dict) -> None:
 
 
 def node_boxes(page) -> list[dict]:
-    """Every node of the loaded graph as the front end sizes it: id, type, title, and its box in
-    graph units [x, y (title top), width, height (title included)] and on the screen."""
+    """Every node of the loaded graph as the front end shows it: id, type, title, and its box on the
+    screen [x, y (title top), width, height (title and any pictures included)] and in graph units.
+    Classic nodes are LiteGraph's boxes; Nodes 2.0 nodes are their elements' boxes."""
     return page.evaluate("""() => {
-        const canvas = window.app.canvas, rect = canvas.canvas.getBoundingClientRect();
+        const canvas = window.app.canvas, rect = canvas.canvas.getBoundingClientRect(), s = canvas.ds.scale;
         const title = window.LiteGraph ? window.LiteGraph.NODE_TITLE_HEIGHT : 30;
         return window.app.rootGraph.nodes.map(n => {
-            const [x, y] = n.pos, [w, h] = n.size;
-            const [sx, sy] = canvas.ds.convertOffsetToCanvas([x, y - title]);
-            const s = canvas.ds.scale;
-            return {id: n.id, type: n.type, title: n.title, graph: [x, y - title, w, h + title],
-                    screen: [rect.left + sx, rect.top + sy, w * s, (h + title) * s]};
+            const element = document.querySelector(`[data-node-id="${n.id}"]`);
+            let screen;
+            if (element) {
+                const r = element.getBoundingClientRect();
+                screen = [r.left, r.top, r.width, r.height];
+            } else {
+                const [sx, sy] = canvas.ds.convertOffsetToCanvas([n.pos[0], n.pos[1] - title]);
+                screen = [rect.left + sx, rect.top + sy, n.size[0] * s, (n.size[1] + title) * s];
+            }
+            const [gx, gy] = canvas.ds.convertCanvasToOffset([screen[0] - rect.left, screen[1] - rect.top]);
+            return {id: Number(n.id), type: n.type, title: n.title, screen,
+                    graph: [gx, gy, screen[2] / s, screen[3] / s]};
         });
     }""")
 

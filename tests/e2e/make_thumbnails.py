@@ -1,7 +1,10 @@
 """Redraw the template browser's thumbnails (workflows/<stem>.jpg): each workflow's first view in
-a real ComfyUI, without the side bar and tabs.
+a real ComfyUI (the pinned front end, classic nodes), without the side bar and tabs.
 
-    INFINITYSTYLE_COMFYUI=/path/to/ComfyUI python tests/e2e/make_thumbnails.py
+    bash tests/e2e/build_comfyui.sh
+    INFINITYSTYLE_COMFY_ENV=<the folder it printed> python3 tests/e2e/make_thumbnails.py
+
+Any Python starts it: it runs itself again with the built folder's venv, which has playwright.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from harness import WORKFLOWS, ComfyServer, launch_chromium, load_workflow, node_boxes, open_comfy
+from harness import WORKFLOWS, ComfyEnv, ComfyServer, launch_chromium, load_workflow, node_boxes, open_comfy
 
 THUMBNAIL = (480, 270)
 ONLY_THE_GRAPH = """body * { visibility: hidden !important; }
@@ -37,15 +40,24 @@ def thumbnail(page) -> Image.Image:
 
 
 def main() -> int:
-    from playwright.sync_api import sync_playwright
+    folder = os.environ.get("INFINITYSTYLE_COMFY_ENV")
+    problem = ComfyEnv.problem(Path(folder)) if folder else "INFINITYSTYLE_COMFY_ENV is not set"
+    if problem:
+        print(f"make_thumbnails: {problem}; build the test ComfyUI with `bash tests/e2e/build_comfyui.sh` and set "
+              "INFINITYSTYLE_COMFY_ENV to the folder it prints", file=sys.stderr)
+        return 2
+    env = ComfyEnv(Path(folder))
+    try:
+        from playwright.sync_api import sync_playwright
+    except ModuleNotFoundError:  # started with another Python: the built venv has playwright
+        os.execv(env.python, [env.python, __file__, *sys.argv[1:]])
     with tempfile.TemporaryDirectory() as base:
-        server = ComfyServer(Path(os.environ["INFINITYSTYLE_COMFYUI"]), Path(base),
-                             os.environ.get("INFINITYSTYLE_COMFYUI_PYTHON", sys.executable))
+        server = ComfyServer(env, Path(base))
         server.start()
         try:
             with sync_playwright() as playwright:
                 browser = launch_chromium(playwright)
-                _, page = open_comfy(browser, server.url)
+                _, page = open_comfy(browser, server, "classic")
                 page.add_style_tag(content=ONLY_THE_GRAPH)
                 for path in WORKFLOWS:
                     load_workflow(page, json.loads(path.read_text(encoding="utf-8")))

@@ -1,5 +1,6 @@
-"""The shipped workflows in a real ComfyUI front end: they load whole, open from the template
-browser, show all of themselves at first sight, and the Stage Probe runs to the end."""
+"""The shipped workflows in a real ComfyUI front end, on both front ends in both node modes: they
+load whole, open from the template browser, show all of themselves at first sight, run at their
+default sizes with no node's picture over another node, and the Stage Probe runs to the end."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,15 @@ import pytest
 from first_view import LAYOUT, graph_boxes, to_screen, view_problems
 from harness import PACK_FOLDER, WORKFLOWS, load_workflow, node_boxes, widget_values
 
+# Minutes a shipped workflow may take at its default size on the tiny models (the Stage Probe
+# makes 14 images at 1M; 2 cores shared with the browser).
+RUN_TIMEOUT_MS = 20 * 60_000
+
 PROBE = next(p for p in WORKFLOWS if p.stem == "infinity_stage_probe")
+# Its 21 nodes at the sizes Nodes 2.0 gives them do not fit a 1600x900 window at a zoom where classic
+# nodes still show text (issue 21): it fails there until it is laid out anew (fewer or smaller nodes).
+ABLATION = "infinity_style_ablation"
+NOT_YET_LAID_OUT = pytest.mark.xfail(strict=True, reason="issue 21: the ablation is not yet laid out for Nodes 2.0")
 
 
 def read(path) -> dict:
@@ -27,11 +36,14 @@ def pack_errors(page) -> list[str]:
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
-def test_workflow_loads_whole_with_its_widget_values_and_shows_all_of_itself(page, path, screenshots):
+def test_workflow_loads_whole_with_its_widget_values_and_shows_all_of_itself(page, comfy, node_mode, path,
+                                                                            screenshots, request):
+    if path.stem == ABLATION and node_mode == "nodes2":
+        request.applymarker(NOT_YET_LAID_OUT)
     workflow = read(path)
     load_workflow(page, workflow)
     page.wait_for_timeout(1500)  # LoadImage pictures
-    page.screenshot(path=str(screenshots / f"first_view_{path.stem}.png"))
+    page.screenshot(path=str(screenshots / f"first_view_{comfy.front_end}_{node_mode}_{path.stem}.png"))
     assert open_dialogs(page) == [], "no missing-node (or any other) dialog"
     registered = page.evaluate("() => Object.keys(LiteGraph.registered_node_types)")
     assert {n["type"] for n in workflow["nodes"]} <= set(registered)
@@ -39,20 +51,53 @@ def test_workflow_loads_whole_with_its_widget_values_and_shows_all_of_itself(pag
     for node in workflow["nodes"]:
         assert values[str(node["id"])] == node["widgets_values"], f"node {node['id']} ({node['type']})"
 
-    measured = {n["id"]: (n["screen"][0], n["screen"][1], n["screen"][0] + n["screen"][2], n["screen"][1] + n["screen"][3])
-                for n in node_boxes(page)}
+    measured = screen_boxes(page)
     scale = page.evaluate("() => window.app.canvas.ds.scale")
     assert scale == workflow["extra"]["ds"]["scale"]
     assert view_problems(measured, scale) == []
-    predicted = {n: to_screen(b, workflow["extra"]["ds"]) for n, b in graph_boxes(workflow).items()}
-    for node, box in measured.items():  # the JSON check in tests/test_workflows.py sees what the browser shows
-        assert box == pytest.approx(predicted[node], abs=1), f"node {node}"
+    predicted = {n: to_screen(b, workflow["extra"]["ds"])
+                 for n, b in graph_boxes(workflow, comfy.front_end, node_mode).items()}
+    for node, box in measured.items():  # the JSON check in tests/test_workflows.py sees no less than the browser
+        inside = [box[0] >= predicted[node][0] - 1, box[1] >= predicted[node][1] - 1,
+                  box[2] <= predicted[node][2] + 1, box[3] <= predicted[node][3] + 1]
+        assert all(inside), f"node {node} at {box} is not inside the predicted {predicted[node]}"
+        assert box[:2] == pytest.approx(predicted[node][:2], abs=1), f"node {node} is placed as predicted"
     assert pack_errors(page) == []
 
 
-def test_the_recorded_minimum_sizes_are_the_front_ends(page):
+def screen_boxes(page) -> dict[int, tuple[float, float, float, float]]:
+    """node id -> (left, top, right, bottom) on the screen, as shown now."""
+    return {n["id"]: (n["screen"][0], n["screen"][1], n["screen"][0] + n["screen"][2], n["screen"][1] + n["screen"][3])
+            for n in node_boxes(page)}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_after_a_run_at_the_default_size_no_picture_covers_another_node(page, comfy, node_mode, path, screenshots):
+    # The workflow as shipped (the tiny models lie under the names its Loader asks for). The first
+    # mode a server runs it in makes it (live previews on the sampling nodes); the other gets
+    # ComfyUI's cached outputs (the saved and previewed pictures).
+    load_workflow(page, read(path))
+    page.evaluate("""() => { const api = window.app.api, run = window.__run = {done: null};
+        api.addEventListener("execution_success", () => run.done = "success");
+        api.addEventListener("execution_error", e => run.done = "error: " + e.detail.exception_message); }""")
+    page.evaluate("() => window.app.queuePrompt(0, 1)")
+    page.wait_for_function("() => window.__run.done !== null", timeout=RUN_TIMEOUT_MS)
+    assert page.evaluate("() => window.__run.done") == "success"
+    page.wait_for_function("""() => [...document.images].every(i => i.complete)""", timeout=60_000)
+    page.wait_for_timeout(1500)  # the nodes take their pictures' sizes
+    page.evaluate("() => window.app.canvas.setDirty(true, true)")
+    page.screenshot(path=str(screenshots / f"after_run_{comfy.front_end}_{node_mode}_{path.stem}.png"))
+    boxes = screen_boxes(page)
+    ids = sorted(boxes)
+    assert [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]
+            if boxes[a][0] < boxes[b][2] and boxes[b][0] < boxes[a][2]
+            and boxes[a][1] < boxes[b][3] and boxes[b][1] < boxes[a][3]] == [], "nodes overlap after the run"
+
+
+def test_the_recorded_minimum_sizes_are_the_front_ends(page, comfy, node_mode):
     # A workflow whose nodes ask for 10x10: the front end gives each the least size it allows.
-    types = sorted(LAYOUT["min_sizes"])
+    recorded = LAYOUT["front_ends"][comfy.front_end][node_mode]
+    types = sorted(recorded["min_sizes"])
     workflow = {"last_node_id": len(types), "last_link_id": 0, "links": [], "groups": [], "config": {},
                 "extra": {"ds": {"scale": 0.5, "offset": [0, 0]}}, "version": 0.4,
                 "nodes": [{"id": i + 1, "type": t, "pos": [(i % 5) * 500, (i // 5) * 600], "size": [10, 10],
@@ -61,16 +106,17 @@ def test_the_recorded_minimum_sizes_are_the_front_ends(page):
                           for i, t in enumerate(types)]}
     load_workflow(page, workflow)
     page.wait_for_timeout(2000)  # the LoadImage picture
-    sizes = {n["type"]: [n["graph"][2], n["graph"][3] - LAYOUT["title_height"]] for n in node_boxes(page)}
-    for node_type, (width, height) in LAYOUT["min_sizes"].items():
+    sizes = {n["type"]: n["graph"][2:] for n in node_boxes(page)}
+    for node_type, (width, height) in recorded["min_sizes"].items():
         assert sizes[node_type] == pytest.approx([width, height], abs=2), node_type
 
 
-def test_the_recorded_stage_strip_heights_are_the_front_ends(page):
+def test_the_recorded_stage_strip_heights_are_the_front_ends(page, comfy, node_mode):
     # A scheduler and its sampler from the ablation (fixed aspect) and from the restyle (aspect from
     # the content image: the strip adds a note), once per recorded width, the scheduler asking for
     # 10 px of height: the front end gives it the height the JSON check predicts.
-    widths = sorted(LAYOUT["strip_heights"]["InfinityStyleStageScheduler"], key=int)
+    widths = sorted(LAYOUT["front_ends"][comfy.front_end][node_mode]["strip_heights"]["InfinityStyleStageScheduler"],
+                    key=int)
     nodes, links = [], []
     for stem in ("infinity_style_ablation", "infinity_style_restyle"):
         source = read(next(p for p in WORKFLOWS if p.stem == stem))
@@ -90,7 +136,7 @@ def test_the_recorded_stage_strip_heights_are_the_front_ends(page):
                 "groups": [], "config": {}, "extra": {"ds": {"scale": 0.3, "offset": [0, 0]}}, "version": 0.4}
     load_workflow(page, workflow)
     page.wait_for_timeout(1000)
-    predicted = graph_boxes(workflow)
+    predicted = graph_boxes(workflow, comfy.front_end, node_mode)
     for node in node_boxes(page):
         if node["type"] == "InfinityStyleStageScheduler":
             x, y, w, h = node["graph"]
@@ -115,7 +161,7 @@ def test_every_workflow_opens_from_the_template_browser(page, comfy, screenshots
         expected = sorted((n["id"], n["type"]) for n in read(path)["nodes"])
         page.wait_for_function("(n) => window.app.rootGraph.nodes.length === n && !document.querySelector('.p-dialog')",
                                arg=len(expected), timeout=30_000)
-        loaded = page.evaluate("() => window.app.rootGraph.nodes.map(n => [n.id, n.type])")
+        loaded = page.evaluate("() => window.app.rootGraph.nodes.map(n => [Number(n.id), n.type])")
         assert sorted(map(tuple, loaded)) == expected, path.stem
     assert pack_errors(page) == []
 

@@ -6,6 +6,8 @@ import { schedule } from "../../web/lib/schedules.js";
 import { TABLE } from "./data.mjs";
 
 const square = schedule(TABLE, 1.0, "1M");
+// A label's width at FONT_SIZE in Arial's (and Liberation Sans's) advance widths, in em.
+const arialWidth = (text) => [...text].reduce((sum, c) => sum + FONT_SIZE * (/[0-9]/.test(c) ? 0.556 : c === "x" ? 0.5 : 0.278), 0);
 
 test("one labelled cell per scale, in as many columns as fit", () => {
   const wide = stripLayout(square, 1000);
@@ -13,6 +15,9 @@ test("one labelled cell per scale, in as many columns as fit", () => {
   assert.equal(wide.rows, 1);
   assert.equal(wide.cells[3].label.text, "3: 6x6");
   assert.equal(wide.cells[12].label.text, "12: 64x64");
+  const wideImage = stripLayout(schedule(TABLE, 512 / 1536, "1M"), 1000).cells;  // 1536x512, 3:1 landscape
+  assert.equal(wideImage[12].label.text, "12: 111x37", "width x height, as ComfyUI writes sizes");
+  assert.equal(stripLayout(schedule(TABLE, 2.0, "1M"), 1000).cells[3].label.text, "3: 3x6", "1:2 portrait");
   const narrow = stripLayout(square, 520);
   assert.equal(narrow.columns, 7);
   assert.equal(narrow.rows, 2);
@@ -20,8 +25,12 @@ test("one labelled cell per scale, in as many columns as fit", () => {
   assert.ok(FONT_SIZE >= 11);
   for (const cell of narrow.cells) {
     assert.ok(cell.width >= CELL_MIN_WIDTH);
-    assert.ok(cell.label.text.length * FONT_SIZE * 0.6 <= cell.width, "the label fits its cell");
+    assert.ok(arialWidth(cell.label.text) <= cell.width - 4, "the label fits its cell");
   }
+  const widest = stripLayout(schedule(TABLE, 3.0, "1M"), 496).cells;  // 1:3 portrait: "12: 37x111"
+  assert.equal(widest[12].label.text, "12: 37x111");
+  assert.ok(arialWidth(widest[12].label.text) <= widest[12].width - 4);
+  assert.equal(stripLayout(square, 496).columns, 7, "a 520 px node in Nodes 2.0 (496 px inside) keeps 7 a row");
 });
 
 test("boxes are drawn to scale: growing with the grid, the last one the largest, the aspect kept", () => {

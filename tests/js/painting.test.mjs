@@ -51,6 +51,15 @@ test("cells show init before the first key step, grey when their mechanism is of
   assert.equal(both[4].role, "key");
 });
 
+test("with no key steps, or a key stage from step 0, no cell is Feature Initialization", () => {
+  // Feature Initialization covers the steps before the first key step (Stages.init_steps): none here
+  const roles = (sets) => cellStates(ALL_ON, sets, 7).map((c) => c.role);
+  assert.deepEqual(roles({ key: [], fine: [4, 5] }), ["", "", "", "", "fine", "fine", ""]);
+  assert.deepEqual(roles({ key: [], fine: [] }), ["", "", "", "", "", "", ""]);
+  assert.deepEqual(roles({ key: [0, 1], fine: [2] }), ["key", "key", "fine", "", "", "", ""]);
+  assert.deepEqual(roles({ key: [1], fine: [] }), ["init", "key", "", "", "", "", ""]);
+});
+
 test("a text that does not parse shows no steps (the strip shows its message)", () => {
   assert.deepEqual(shownSteps("2,x", 12), []);
   assert.deepEqual(shownSteps("4-700000000", 12), []);

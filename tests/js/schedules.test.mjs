@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { lastStep, nearestTemplate, samplerSchedule, schedule } from "../../web/lib/schedules.js";
-import { TABLE } from "./data.mjs";
+import { SIZE_CASES, TABLE } from "./data.mjs";
 
 const sampler = (aspect, pixel_budget = "1M", custom_size = "1024x1024") => ({ aspect, pixel_budget, custom_size });
 
@@ -35,4 +35,19 @@ test("the nearest template wins, the first on a tie", () => {
   assert.equal(nearestTemplate(TABLE, 1.1).h_div_w, 1.0);
   assert.equal(nearestTemplate(TABLE, 1.125).h_div_w, 1.0);
   assert.equal(nearestTemplate(TABLE, 5).h_div_w, 3.0);
+});
+
+test("a custom size reads as width x height, as the sampler reads it; one it cannot read is its run's error", () => {
+  assert.ok(SIZE_CASES.length >= 6);
+  for (const c of SIZE_CASES) {
+    const got = samplerSchedule(TABLE, sampler(TABLE.custom_aspect, "1M", c.text));
+    if ("error" in c) {
+      assert.equal(got.error, c.error, JSON.stringify(c.text));
+      assert.equal(got.note, null, "the error replaces the old grey note");
+      assert.equal(got.scales.length, 13, "the budget's square stands in");
+    } else {
+      assert.deepEqual(got.scales.at(-1), c.final_grid_hw, JSON.stringify(c.text));
+      assert.equal(got.error, null);
+    }
+  }
 });

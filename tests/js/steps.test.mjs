@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { schedule, lastStep } from "../../web/lib/schedules.js";
-import { checkStages, compactSteps, parseSteps } from "../../web/lib/steps.js";
+import { checkStages, compactSteps, parseSteps, roles } from "../../web/lib/steps.js";
 import { CASES, TABLE } from "./data.mjs";
 
 const LAST = lastStep(TABLE);
@@ -40,4 +40,12 @@ test("written step texts read back as the same steps, runs of three or more as r
   for (const steps of [[1], [0, 2, 4], [3, 4, 5, 6, 11, 12], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]]) {
     assert.deepEqual(parseSteps(compactSteps(steps), LAST), steps);
   }
+});
+
+test("a run's roles have Feature Initialization only before the first key step", () => {
+  const on = { featureInit: true };
+  assert.deepEqual(roles(on, [], [4, 5], 7), ["", "", "", "", "fine", "fine", ""]);
+  assert.deepEqual(roles(on, [0, 1], [2], 4), ["key", "key", "fine", ""]);
+  assert.deepEqual(roles(on, [2, 3], [4], 5), ["init", "init", "key", "key", "fine"]);
+  assert.deepEqual(roles({ featureInit: false }, [2, 3], [4], 5), ["", "", "key", "key", "fine"]);
 });

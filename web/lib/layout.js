@@ -1,12 +1,12 @@
 // Where the stage strip draws each scale: cells in rows (as many columns as fit), each with a box
 // drawn to scale (the last scale fills the box, a scale of half its grid gets a little over half of it)
-// and the label `step: h x w`. Units are the node's graph units (CSS pixels at 100 % zoom).
+// and the label `step: width x height`. Units are the node's graph units (CSS pixels at 100 % zoom).
 
 export const FONT_SIZE = 12;     // labels and messages: readable at 100 % zoom
 export const LINE_HEIGHT = 15;
 export const MARGIN = 8;
 export const HEADER = 22;        // legend and schedule summary
-export const CELL_MIN_WIDTH = 72; // fits "12: 111x37" at 12 px
+export const CELL_MIN_WIDTH = 68; // fits "12: 111x37" (59 px at 12 px); seven a row in a 520 px node in Nodes 2.0
 export const BOX_MAX = 64;
 export const MIN_FRACTION = 0.3;  // the 1x1 scale still shows its preview and colour
 
@@ -27,7 +27,7 @@ export function stripLayout(scales, width) {
     return {
       step, grid: [h, w], x, y, width: cellWidth, height: cellHeight,
       box: { x: x + (cellWidth - bw) / 2, y: y + 4 + (box - bh) / 2, width: bw, height: bh },
-      label: { x: x + cellWidth / 2, y: y + 4 + box + LINE_HEIGHT - 2, text: `${step}: ${h}x${w}` },
+      label: { x: x + cellWidth / 2, y: y + 4 + box + LINE_HEIGHT - 2, text: `${step}: ${w}x${h}` },  // width x height, as ComfyUI writes sizes
     };
   });
   return { cells, columns, rows: Math.ceil(n / columns), height: HEADER + Math.ceil(n / columns) * cellHeight };

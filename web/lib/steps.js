@@ -68,7 +68,7 @@ export function checkStages(settings, scales, lastStep) {
 }
 
 function gridSizes(scales) {
-  return scales.map(([h, w], si) => `${si}: ${h}x${w}`).join(", ");
+  return scales.map(([h, w], si) => `${si}: ${w}x${h}`).join(", ");  // width x height, as ComfyUI writes sizes
 }
 
 function validate(settings, key, fine, scales) {
