@@ -4,12 +4,14 @@ the memory plan, in one run.
     python3 bench/bench_memory.py            # medium model and VAE, 1024px (about 10 minutes idle)
     python3 bench/bench_memory.py --quick    # smaller model and VAE, 512px (about a minute)
 
-Part 1, layout: the medium VAE decodes one image of the output size, and encodes it, in the
-contiguous layout and in channels-last, interleaved (the order flips every round), --repeats
-rounds; per layout its fastest pass, the ratio channels-last/contiguous, the largest difference
-between the two outputs (decode: max |a - b| on [-1, 1] pixels, golden tolerance 1e-4; encode:
-max |a - b| / max |b| of the latent, tolerance 1e-5), and the layout the VAE runs in on CPU
-(`layouts.MEASURED`), which must be the faster one.
+Part 1, layout: the medium VAE decodes one image of the output size, and encodes it, three ways,
+interleaved (the order flips every round), --repeats rounds: contiguous; channels-last as the VAE
+runs it (its group norms by `vae.group_norm_channels_last`); and `reference`, channels-last with
+torch's own CPU GroupNorm, as the reference implementation decodes. Per way its fastest pass, its
+ratio to contiguous, its largest difference from the contiguous output (decode: max |a - b| on
+[-1, 1] pixels, golden tolerance 1e-4; encode: max |a - b| / max |b| of the latent, tolerance
+1e-5), the layout the VAE runs in on CPU (`layouts.MEASURED`), which must be the faster one, and
+the pass as the VAE runs it against the reference's.
 
 Part 2, memory: each kind runs in a fresh process (so the allocator starts clean): the models are
 built, a 0.06M warm-up of the same kind runs, the RSS high-water mark is reset
@@ -212,11 +214,12 @@ def part_memory(args, threads: int) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller model and VAE at 512px")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs (default 0)")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of the layout timing (default 3)")
     parser.add_argument("--memory-repeats", type=int, default=2, help="runs of each memory kind (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the usable cores)")
-    parser.add_argument("--part", choices=["layout", "memory", "all"], default="all")
+    parser.add_argument("--part", choices=["layout", "memory", "all"], default="all",
+                        help="which part to run (default all)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

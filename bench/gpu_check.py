@@ -34,7 +34,8 @@ after it, each with a line saying so; a part that fails is reported and the next
 6. 8b: Infinity-8B-shaped bf16 at 1024x1024, plain: time and peak (skipped with a line when the
    plan says it does not fit in the free memory).
 
-In --tiny mode the same parts run on the tiny models at 512px (the stylized stages need 8 steps).
+In --tiny mode the same parts run on the tiny models at 256px (0.06M: 7 steps, so the stylized runs
+use fine steps 4-5).
 Exit status: 1 when a numerics check failed or a part raised, else 0.
 """
 from __future__ import annotations
