@@ -15,7 +15,7 @@ import torch
 from .errors import InfinityError
 from .network.quantizer import bits_to_codes, resize
 from .network.text import TextBatch
-from .network.transformer import Condition, InfinityTransformer, KVCache
+from .network.transformer import Condition, InfinityTransformer, KVCache, cache_capacities
 from .schedules import Schedule
 
 # What the Sampler node's widgets allow; API prompts and the command line get the same checks.
@@ -158,25 +158,29 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
                choose_bits: ChooseBits, negative: Optional[TextBatch] = None,
                keep_rows: Optional[Callable[[int], Optional[list[int]]]] = None,
                on_scale: Optional[Callable[[int, torch.Tensor], None]] = None,
-               text_at: Optional[TextAt] = None, last_step: Optional[int] = None) -> torch.Tensor:
+               text_at: Optional[TextAt] = None, last_step: Optional[int] = None,
+               leave_after: Sequence[int] = ()) -> torch.Tensor:
     """Run every scale of `schedule` (or steps 0..last_step) for the rows of `text`; return their summed
     codes [B, d, 1, H, W] on the VAE's latent grid (see patchify.py).
 
     choose_bits(si, logits [B, h*w, 2D]) gives the token bits [B, h, w, D] each row takes at step si.
     keep_rows(si), after step si, may name the rows still needed; the others leave the batch
     (and their cache). on_scale(si, summed_codes) is called after each scale.
-    text_at(si), when given, is the rows' text at step si in place of `text`; see `StepConditions`."""
+    text_at(si), when given, is the rows' text at step si in place of `text`; see `StepConditions`.
+    leave_after names the steps after which keep_rows may let rows go: the KV cache is sized up to
+    the next of them, so rows that leave early never hold room for the later, larger scales."""
     device = model.device
     guided = settings.guided(len(schedule))
     rows = len(text)
     conditions = StepConditions(model, text, text_at, guided, negative)
     cond = conditions.at(0)
-    cache = KVCache()
+    last = len(schedule) - 1 if last_step is None else last_step
+    capacity = cache_capacities(schedule.token_counts[:last + 1], leave_after)
+    cache = KVCache(capacity[0])
     x = model.start_tokens(cond)
     patchify = model.config.patchify
     final = (1, *patchify.latent_grid(schedule.final_grid))
     summed = torch.zeros(rows, model.config.vae_codebook_dim, *final, device=device)
-    last = len(schedule) - 1 if last_step is None else last_step
     for si, (h, w) in enumerate(schedule.scales[:last + 1]):
         cond = conditions.at(si)
         logits = model.logits(model.forward_scale(x, si, cond, schedule, cache), cond)
@@ -197,9 +201,11 @@ def run_scales(model: InfinityTransformer, text: TextBatch, schedule: Schedule, 
         if kept is not None and len(kept) < rows:
             summed = summed[kept]
             batch_rows = kept + [rows + r for r in kept] if guided else kept
-            cache.keep_rows(batch_rows)
+            cache.refit(capacity[si + 1], batch_rows)
             conditions.keep_rows(batch_rows)
             rows = len(kept)
+        elif capacity[si + 1] != cache.capacity:  # no row left after all: room for the later steps
+            cache.refit(capacity[si + 1])
         x = model.embed_codes(patchify.token_inputs(summed, schedule.scales[si + 1]))
         if guided:
             x = torch.cat([x, x])

@@ -12,7 +12,7 @@ from ._api import io
 from .common import CATEGORY, ModelIO, TextEncoderIO, VaeIO, user_errors
 from .conditioning import NEGATIVE_TOOLTIP, _prompt
 from .decode import decode_with_progress
-from .sampling import ScaleReporter, _cache_bytes, make_schedule, sampling_inputs
+from .sampling import ScaleReporter, _sampling_bytes, make_schedule, sampling_inputs
 
 
 class StageProbe(io.ComfyNode):
@@ -64,7 +64,7 @@ class StageProbe(io.ComfyNode):
         base, alternative = text.select([0]), text.select([1])
         runs = probe_runs(plan)
 
-        bridge.load(model, vae, memory_required=_cache_bytes(model.obj, plan, 1 + settings.guided(len(plan))))
+        bridge.load(model, vae, memory_required=_sampling_bytes(model.obj, plan, 1 + settings.guided(len(plan))))
         on_scale = ScaleReporter(vae.obj, plan, len(runs), on_node=True)
         codes = probe(model.obj, base, alternative, plan, seeds_for(seed, 1)[0], settings,
                       negative=text.select([2]) if len(prompts) == 3 else None, runs=runs,

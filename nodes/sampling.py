@@ -9,7 +9,7 @@ from fractions import Fraction
 import torch
 
 from ..infinity_core.errors import InfinityError
-from ..infinity_core.memory_plan import decode_scratch_bytes, kv_cache_bytes
+from ..infinity_core.memory_plan import decode_scratch_bytes, sampling_bytes
 from ..infinity_core.sampler import LIMITS, SEED_RANGE, SamplingSettings, generate, seeds_for
 from ..infinity_core.schedules import H_DIV_W_TEMPLATES, PIXEL_BUDGETS, Schedule, schedule, schedule_for_size
 from ..infinity_core.style import Stages, StyleReference, stylize
@@ -58,18 +58,11 @@ def make_schedule(aspect: str, custom_size: str, pixel_budget: str, content) -> 
     return schedule(ASPECTS[aspect], pixel_budget)
 
 
-def _cache_bytes(model, schedule: Schedule, rows) -> int:
-    """What sampling needs beyond the weights: the KV cache of one pass (rows: the batch rows, or
-    the rows at each step), and room to decode the largest fp8 / GGUF layer."""
-    return (kv_cache_bytes(model.config, schedule.token_counts, rows, model.compute_dtype.itemsize)
+def _sampling_bytes(model, schedule: Schedule, rows) -> int:
+    """What sampling needs beyond the weights: the KV cache and largest step of one pass (rows: the
+    batch rows, or the rows at each step), and room to decode the largest fp8 / GGUF layer."""
+    return (sampling_bytes(model.config, schedule.token_counts, rows, model.compute_dtype.itemsize)
             + decode_scratch_bytes(model))
-
-
-def _stylized_rows(stages: Stages, schedule: Schedule, styles: int, guided: bool) -> list[int]:
-    """Rows at each step of one stylized image: content and style rows leave once nothing reads them."""
-    halves = 2 if guided else 1
-    return [halves * (1 + (si <= max(stages.content_needed_until(), 0))
-                      + styles * (si <= max(stages.style_needed_until(), 0))) for si in range(len(schedule))]
 
 
 class ScaleReporter:
@@ -186,14 +179,14 @@ class Sampler(io.ComfyNode):
                 raise InfinityError("A plain prompt (Infinity Text Encode) has no style path: use Infinity "
                                     "Three-Prompt Conditioner with style images, stages, regions or a content "
                                     "image.")
-            bridge.load(model, vae, memory_required=_cache_bytes(net, plan, 1 + guided))  # one image per pass
+            bridge.load(model, vae, memory_required=_sampling_bytes(net, plan, 1 + guided))  # one image per pass
             text = conditioning.text.select([0] * batch_size)
             summed = generate(net, text, plan, seeds, settings, negative=conditioning.negative,
                               callback=on_scale).summed_codes
         else:
             styles = list(styles or [StyleReference()])  # none connected: a text-only style
             stages = for_model(stages or Stages(), net.config.depth)
-            bridge.load(model, vae, memory_required=_cache_bytes(net, plan, _stylized_rows(stages, plan, len(styles), guided)))
+            bridge.load(model, vae, memory_required=_sampling_bytes(net, plan, stages.rows_at(len(plan), len(styles), guided)))
             summed = stylize(net, vae.obj, conditioning, styles, stages, plan, seeds, settings, content_image=content,
                              callback=on_scale, regions=regions, on_regions=found.append)
         return io.NodeOutput(Codes(summed.to(bridge.intermediate_device()), plan), region_maps(found),

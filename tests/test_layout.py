@@ -10,7 +10,7 @@ NETWORK_MAY_USE = ("infinity_core.network", "infinity_core.errors", "infinity_co
 # outside the engine: the tensor library and the standard library only (no file readers such as
 # safetensors, gguf or transformers' loaders)
 OUTSIDE_ALLOWED = {"torch", "math", "re", "logging", "contextlib", "dataclasses", "functools", "typing",
-                   "__future__", "collections", "itertools"}
+                   "__future__", "collections", "itertools", "time"}
 
 
 def engine_imports(path: Path) -> list[str]:

@@ -32,7 +32,7 @@ from infinity_core.weights import ggml  # noqa: E402
 from infinity_core.errors import CheckpointError, InfinityError  # noqa: E402
 from infinity_core.weights.gguf_file import write_gguf  # noqa: E402
 from infinity_core.weights.lowbit import Linear as LowBitLinear  # noqa: E402
-from infinity_core.memory_plan import GIB, kv_cache_bytes, t5_weight_bytes, weight_bytes  # noqa: E402
+from infinity_core.memory_plan import GIB, kv_cache_bytes, sampling_bytes, step_bytes, t5_weight_bytes, weight_bytes  # noqa: E402
 from infinity_core.network.config import PRESETS  # noqa: E402
 from infinity_core.sampler import SamplingSettings, filter_logits, generate, run_scales  # noqa: E402
 from infinity_core.schedules import schedule  # noqa: E402
@@ -106,6 +106,20 @@ def test_each_decoder_matches_the_gguf_package(qtype):
 
 
 # --- the transformer from GGUF ------------------------------------------------------------------------
+
+def test_q8_0_made_in_torch_is_the_gguf_packages_byte_for_byte():
+    """bench/gpu_check.py makes Q8_0 weights where the gguf package is missing; they must be the
+    bytes the package writes, including the halfway values it rounds away from zero."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(48, 256, generator=gen) * 3
+    x[0, :32] = 0                                           # an all-zero block: scale 0
+    x[1, :32] = torch.full((32,), 0.49999997)
+    x[1, 0] = 127                                           # scale 1: 0.49999997 rounds to 0, not 1
+    x[2, :32] = torch.arange(32) - 15.5                     # halfway values at scale 1
+    x[2, 0] = 127
+    want = gguf.quants.quantize(x.numpy(), gguf.GGMLQuantizationType.Q8_0)
+    assert np.array_equal(ggml.quantize_q8_0(x).data.numpy(), want)
+
 
 def test_a_gguf_file_is_recognised_by_its_first_bytes(fp32_state, gguf_files, tmp_path):
     misnamed = tmp_path / "looks_like_a_checkpoint.pth"
@@ -398,8 +412,11 @@ def test_the_t5_plan_counts_the_bytes_the_gguf_loader_keeps(t5_folder):
 
 def test_the_plan_for_2b_at_1024px_with_guidance():
     cfg = PRESETS["infinity_2b"]
-    cache = kv_cache_bytes(cfg, schedule(1.0, "1M").token_counts, rows=2)
+    counts = schedule(1.0, "1M").token_counts
+    cache = kv_cache_bytes(cfg, counts, rows=2)
     assert cache == 2 * 32 * 2048 * 10521 * 2 * 2 and round(cache / GIB, 2) == 5.14
+    # the last step (64x64 tokens, 2 rows) in bf16: 24 bytes per channel and token row (step_bytes)
+    assert sampling_bytes(cfg, counts, 2) == cache + 2 * 4096 * 24 * 2048
     # 4.1 GiB for 2.2 B values in bf16, plus 0.1 GiB: the text, embedding and head modules stay fp32
     assert round(weight_bytes(cfg, "bf16") / GIB, 1) == 4.2
     assert round(weight_bytes(cfg, "Q8_0") / GIB, 2) < 0.55 * weight_bytes(cfg, "bf16") / GIB
@@ -436,7 +453,7 @@ def test_the_loader_offers_gguf_files_and_fp8(comfy_pack):
     assert widgets["text_encoder"].options == [t5, f"{t5}/t5-Q8_0.gguf"]
     assert "fp8_e4m3fn" in widgets["precision"].options
     tooltips = {i.id: i.tooltip for i in comfy_pack.nodes["InfinityStyleLoader"].define_schema().inputs}
-    assert "infinity_2b bf16: 4.2 + 5.1" in tooltips["transformer"]
+    assert "infinity_2b bf16: 4.2 + 5.5" in tooltips["transformer"]  # 5.14 GiB of cache + 0.38 of the last step
 
 
 def test_the_loader_loads_gguf_transformer_and_t5_with_the_packs_ops(comfy_pack):
@@ -461,12 +478,13 @@ def test_fp8_precision_stores_blocks_in_fp8_with_comfyuis_casting_layers(comfy_p
 def test_the_sampler_hands_comfyui_the_cache_it_will_fill(comfy_pack, monkeypatch, stylized):
     pack = comfy_pack
     transformer = pack.mod("infinity_core.network.transformer")
-    peak = [0]
+    peak, steps = [0], set()
     extend = transformer.KVCache.extend
 
     def recording(self, layer, k, v):
         out = extend(self, layer, k, v)
         peak[0] = max(peak[0], sum(t.numel() * t.element_size() for t in self.keys + self.values))
+        steps.add((k.shape[2], k.shape[0]))  # tokens and batch rows of the step
         return out
     monkeypatch.setattr(transformer.KVCache, "extend", recording)
     model, vae, text_encoder = pack.run("InfinityStyleLoader", **pack.files).args
@@ -478,7 +496,9 @@ def test_the_sampler_hands_comfyui_the_cache_it_will_fill(comfy_pack, monkeypatc
     else:
         links["conditioning"] = pack.run("InfinityStyleTextEncode", {"text_encoder": text_encoder}).args[0]
     pack.run("InfinityStyleSampler", links, pixel_budget="0.06M")
-    assert peak[0] > 0 and pack.recorder.memory_required[-1] == peak[0]
+    # the cache's buffers as the run filled them, and the largest step's working set (fp32 here)
+    largest_step = max(step_bytes(model.obj.config, tokens, rows, 4) for tokens, rows in steps)
+    assert peak[0] > 0 and pack.recorder.memory_required[-1] == peak[0] + largest_step
 
 
 @pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0"])

@@ -34,7 +34,7 @@ def reference_run(model, texts: list[TextBatch], seed: int, negative=None) -> to
     gen = torch.Generator().manual_seed(seed)
     conds = [model.condition(TextBatch.cat([t, model.null_text(t.lens) if negative is None else negative]))
              for t in texts]
-    cache, final = KVCache(), (1, *SCHEDULE.final_grid)
+    cache, final = KVCache(sum(SCHEDULE.token_counts)), (1, *SCHEDULE.final_grid)
     x = model.start_tokens(conds[0])
     summed = torch.zeros(1, model.config.codebook_dim, *final)
     for si, (h, w) in enumerate(SCHEDULE.scales):

@@ -13,7 +13,8 @@ from torch import nn
 from golden_cases import case_names, load_case
 from infinity_core.errors import CheckpointError, InfinityError
 from infinity_core.network import quantizer
-from infinity_core.network.vae import BSQVAE, PRESETS, VAEConfig, build_random_vae, config_from_state_dict
+from infinity_core.network.vae import (BSQVAE, PRESETS, VAEConfig, build_random_vae, config_from_state_dict,
+                                       group_norm_channels_last)
 from infinity_core.weights.vae_file import load_vae, vae_state_dict_for_file
 
 CASES = case_names()
@@ -239,3 +240,75 @@ def test_extra_tensors_in_a_vae_file_load_with_one_warning(tiny, tmp_path, caplo
         loaded = load_vae(save_vae_file(sd, tmp_path / "extra.pth"))
     assert [r.getMessage().count("loss.discriminator.weight") for r in caplog.records] == [1]
     assert torch.equal(outputs(loaded, image)[1], outputs(vae, image)[1])
+
+
+@pytest.mark.parametrize("shape", ["centred", "offset", "halves", "far"])
+def test_group_norm_on_channels_last_is_as_precise_as_the_contiguous_kernel(shape):
+    """The VAE runs channels-last on CPU; torch's CPU GroupNorm for that layout accumulates in one
+    long fp32 pass (up to 2e-4 off with one thread on a mean-5 input). Ours shifts by the first
+    rows' mean: the halves (+10 above, -10 below) make that shift far from the mean; far (a mean 30
+    times the spread) is where unshifted fp32 moments lose the variance. The answer is computed in
+    float64 from the definition; slices of 4096 values make several slices."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 64, 96, 80, generator=gen) * 3
+    if shape == "offset":
+        x += 5
+    elif shape == "halves":
+        x[:, :, :48] += 10
+        x[:, :, 48:] -= 10
+    elif shape == "far":
+        x = x / 3 + 30
+    norm = torch.nn.GroupNorm(32, 64, eps=1e-6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5, generator=gen)
+        norm.bias.uniform_(-0.5, 0.5, generator=gen)
+        groups = x.double().view(1, 32, -1)
+        mean, var = groups.mean(-1, keepdim=True), groups.var(-1, unbiased=False, keepdim=True)
+        want = ((groups - mean) / (var + 1e-6).sqrt()).view_as(x) * norm.weight.double()[:, None, None] \
+            + norm.bias.double()[:, None, None]
+        got = group_norm_channels_last(x.contiguous(memory_format=torch.channels_last), norm, chunk_values=4096)
+        contiguous = norm(x)  # torch's kernel on the contiguous layout, the goldens' decode
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    # both apply scale and shift in fp32, which bounds them alike where the mean is far
+    assert (got.double() - want).abs().max() <= max(3e-6, 2 * (contiguous.double() - want).abs().max())
+
+
+def test_the_vae_runs_in_the_layout_measured_for_the_device(tiny):
+    """Decode and encode follow layouts.MEASURED (CPU fp32: channels-last) and stay within the
+    golden tolerances of the contiguous run (decode 1e-4 on [-1, 1] pixels, encode 1e-5 relative)."""
+    vae, image = tiny
+    seen = []
+    hook = vae.decoder.conv_in.conv.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    hook_enc = vae.encoder.conv_in.conv.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    with torch.no_grad():
+        latent = vae.encode_latent(image)
+        decoded = vae.decode(latent)
+        contiguous_latent = vae.encoder(image.contiguous())
+        contiguous = vae.decoder(latent.contiguous()).clamp(-1, 1)
+    hook.remove()
+    hook_enc.remove()
+    channels_last = [x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() for x in seen[:2]]
+    assert channels_last == [True, True]
+    assert (decoded - contiguous).abs().max() <= 1e-4
+    assert max_abs(latent, contiguous_latent) <= 1e-5 * contiguous_latent.abs().max()
+
+
+
+def test_a_device_with_no_measured_layout_times_both_once(tiny, monkeypatch):
+    """On a device kind not in layouts.MEASURED (a GPU) the VAE times a pass in each layout on its
+    first decode and keeps the faster for the process."""
+    from infinity_core.network import layouts
+
+    vae, _ = tiny
+    timed = []
+
+    def seconds(vae, device, part, layout, **_):
+        timed.append((part, layout))
+        return 1.0 if layout == layouts.CONTIGUOUS else 2.0  # contiguous "faster" here
+    monkeypatch.setattr(layouts, "MEASURED", {})
+    monkeypatch.setattr(layouts, "_chosen", {})
+    monkeypatch.setattr(layouts, "pass_seconds", seconds)
+    assert layouts.layout_for(vae, "cpu", "decode") == layouts.CONTIGUOUS
+    assert layouts.layout_for(vae, "cpu", "decode") == layouts.CONTIGUOUS
+    assert timed == [("decode", layouts.CONTIGUOUS), ("decode", layouts.CHANNELS_LAST)]
+    assert layouts.layout_for(vae, "cpu", "encode") == layouts.CONTIGUOUS and len(timed) == 4  # its own choice

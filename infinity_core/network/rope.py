@@ -39,5 +39,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     dtype = x.dtype
     pairs = x.float().reshape(*x.shape[:-1], -1, 2)
     a, b = pairs[..., 0], pairs[..., 1]
-    rotated = torch.stack([cos * a - sin * b, sin * a + cos * b], dim=-1)
+    # (cos a - sin b, sin a + cos b), written into place: one temporary of half of x, not six
+    rotated = torch.empty_like(pairs)
+    torch.mul(cos, a, out=rotated[..., 0]).sub_(sin * b)
+    torch.mul(sin, a, out=rotated[..., 1]).add_(cos * b)
     return rotated.reshape(x.shape).to(dtype)

@@ -9,8 +9,10 @@ plain scaled-dot-product attention otherwise.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,30 +40,68 @@ class Condition:
     memory: torch.Tensor       # [N, D] packed cross-attention memory
     lens: list[int]            # text tokens per row
 
+    @functools.cached_property
+    def key_mask(self) -> torch.Tensor:
+        """[B, 1, 1, Lmax], True at each row's text tokens. Made once for every layer and scale:
+        building it from `lens` copies from the host, which on a GPU waits for the queued work."""
+        return _key_mask(self.lens, self.memory.device)
+
     def select(self, rows: list[int]) -> "Condition":
         text = TextBatch(self.memory, self.lens).select(rows)
         return Condition(self.pooled[rows], self.ada[rows], text.features, text.lens)
 
 
-@dataclass
 class KVCache:
-    """Keys and values of the scales run so far, per self-attention layer: [B, H, L, hd]."""
-    keys: list = field(default_factory=list)
-    values: list = field(default_factory=list)
+    """Keys and values of the scales run so far, per self-attention layer: [B, H, L, hd] views of
+    buffers allocated once for `capacity` tokens.
+
+    The reference grows its cache by concatenation, copying all of it once per scale; the copies
+    it leaves behind (one per layer and scale, each a little larger) fragment the allocator, so a
+    run held more memory than its cache (see docs/memory.md). Here each scale's keys and values
+    are written into place. The caller sizes the buffers: every token of the run, or, when rows
+    will leave the batch, the tokens up to the step they leave (`refit` then moves the rows that
+    stay into buffers for the steps after)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.keys: list[torch.Tensor] = []  # whole buffers [B, H, capacity, hd], one per layer
+        self.values: list[torch.Tensor] = []
+        self.lengths: list[int] = []  # tokens written per layer
 
     def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append one scale's k, v [B, H, L, hd] at `layer`; the layer's keys and values so far."""
         if layer == len(self.keys):
-            self.keys.append(k)
-            self.values.append(v)
-        else:
-            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
-            self.values[layer] = torch.cat([self.values[layer], v], dim=2)
-        return self.keys[layer], self.values[layer]
+            shape = (k.shape[0], k.shape[1], self.capacity, k.shape[3])
+            self.keys.append(k.new_empty(shape))
+            self.values.append(v.new_empty(shape))
+            self.lengths.append(0)
+        start, end = self.lengths[layer], self.lengths[layer] + k.shape[2]
+        if end > self.capacity:
+            raise RuntimeError(f"The KV cache was sized for {self.capacity} tokens and is asked to hold {end}.")
+        self.keys[layer][:, :, start:end].copy_(k)
+        self.values[layer][:, :, start:end].copy_(v)
+        self.lengths[layer] = end
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
-    def keep_rows(self, rows: list[int]) -> None:
-        """Drop batch rows nothing will read again, freeing their memory."""
-        self.keys = [k[rows] for k in self.keys]
-        self.values = [v[rows] for v in self.values]
+    def refit(self, capacity: int, rows: Optional[list[int]] = None) -> None:
+        """Move to buffers for `capacity` tokens, keeping only batch `rows` (None: all; nothing
+        reads the others again). Each layer's old buffer goes before the next layer's is made."""
+        self.capacity = capacity
+        for cached in (self.keys, self.values):
+            for layer, length in enumerate(self.lengths):
+                old = cached[layer]
+                kept = old[:, :, :length] if rows is None else old[rows, :, :length]
+                cached[layer] = old.new_empty((kept.shape[0], old.shape[1], capacity, old.shape[3]))
+                cached[layer][:, :, :length].copy_(kept)
+                del old, kept
+
+
+def cache_capacities(token_counts: Sequence[int], leave_after: Sequence[int] = ()) -> list[int]:
+    """Per step, the tokens the KV cache is sized for: every token up to the first step of
+    `leave_after` at or after it (the end of the run when there is none)."""
+    last = len(token_counts) - 1
+    ends = sorted({s for s in leave_after if 0 <= s < last} | {last})
+    return [sum(token_counts[:next(e for e in ends if e >= si) + 1]) for si in range(len(token_counts))]
 
 
 @dataclass(frozen=True)
@@ -98,14 +138,17 @@ class SelfAttention(nn.Module):
 
     def forward(self, x, rope, cache: KVCache, call: AttentionCall, control):
         B, L, C = x.shape
-        qkv = self.mat_qkv(x) + _bias(x, self.q_bias, None, self.v_bias)
+        qkv = self.mat_qkv(x).add_(_bias(x, self.q_bias, None, self.v_bias))
         q, k, v = qkv.view(B, L, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        del qkv  # freed once q, k and v are replaced below: at the last scales it is a large tensor
         scale = self.scale_mul_1H11.to(x.device, torch.float32).clamp_max(LOG_MAX_ATTN_SCALE).exp()
         q = apply_rope(F.normalize(q.float(), dim=-1).mul(scale), *rope).to(v.dtype)
         k = apply_rope(F.normalize(k.float(), dim=-1), *rope).to(v.dtype)
         k, v = cache.extend(call.layer, k, v)
         out = plain_attention(q, k, v) if control is None else control(q, k, v, call)
-        return self.proj(out.transpose(1, 2).reshape(B, L, C))
+        del q, k, v
+        out = out.transpose(1, 2).reshape(B, L, C)
+        return self.proj(out)
 
 
 class CrossAttention(nn.Module):
@@ -126,19 +169,24 @@ class CrossAttention(nn.Module):
         q = self.mat_q(x).view(B, L, H, -1).transpose(1, 2)
         memory = cond.memory.to(x.dtype)
         kv = self.mat_kv(memory) + _bias(memory, None, self.v_bias)
-        k, v, mask = _pad_rows(kv.view(-1, 2, H, C // H), cond.lens)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        k, v = _pad_rows(kv.view(-1, 2, H, C // H), cond.lens)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=cond.key_mask)
         return self.proj(out.transpose(1, 2).reshape(B, L, C))
 
 
 def _pad_rows(kv: torch.Tensor, lens: list[int]):
-    """Packed [N, 2, H, hd] -> padded k, v [B, H, Lmax, hd] and a [B, 1, 1, Lmax] key mask."""
+    """Packed [N, 2, H, hd] -> padded k, v [B, H, Lmax, hd] (see `_key_mask`)."""
     longest = max(lens)
     pieces = torch.split(kv, lens)
     padded = torch.stack([F.pad(p, (0, 0, 0, 0, 0, 0, 0, longest - p.shape[0])) for p in pieces])
     k, v = padded.permute(2, 0, 3, 1, 4).unbind(0)
-    mask = torch.arange(longest, device=kv.device)[None] < torch.tensor(lens, device=kv.device)[:, None]
-    return k, v, mask[:, None, None, :]
+    return k, v
+
+
+def _key_mask(lens: list[int], device) -> torch.Tensor:
+    """[B, 1, 1, Lmax]: True at the real tokens of each padded row."""
+    mask = torch.arange(max(lens))[None] < torch.tensor(lens)[:, None]
+    return mask[:, None, None, :].to(device)
 
 
 class FFN(nn.Module):
@@ -148,7 +196,8 @@ class FFN(nn.Module):
         self.fc2 = ops.Linear(cfg.ffn_dim, cfg.embed_dim, device="meta")
 
     def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+        # gelu in place: the hidden layer is the largest tensor of a step, so only one is made
+        return self.fc2(torch.ops.aten.gelu_(self.fc1(x), approximate="tanh"))
 
 
 class Block(nn.Module):
@@ -164,12 +213,13 @@ class Block(nn.Module):
         self.ca_norm = ops.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps, device="meta")
 
     def forward(self, x, cond: Condition, rope, cache, call, control, dtype):
+        """x [B, L, C] fp32, the residual stream: updated in place (the caller's is a scale's own copy)."""
         gate_sa, gate_ffn, scale_sa, scale_ffn, shift_sa, shift_ffn = (self.ada_gss.to(cond.ada) + cond.ada).unbind(2)
         h = _ada_layer_norm(x, scale_sa, shift_sa, self.eps).to(dtype)
-        x = x + self.sa(h, rope, cache, call, control).float().mul_(gate_sa)
-        x = x + self.ca(self.ca_norm(x.to(dtype)), cond).float()
+        x.add_(self.sa(h, rope, cache, call, control).float().mul_(gate_sa))
+        x.add_(self.ca(self.ca_norm(x.to(dtype)), cond).float())
         h = _ada_layer_norm(x, scale_ffn, shift_ffn, self.eps).to(dtype)
-        return x + self.ffn(h).float().mul(gate_ffn)
+        return x.add_(self.ffn(h).float().mul_(gate_ffn))
 
 
 class BlockChunk(nn.Module):
@@ -195,9 +245,9 @@ class AttentivePool(nn.Module):
     def forward(self, text: torch.Tensor, lens: list[int]) -> torch.Tensor:
         D = self.v_bias.shape[0]
         kv = self.mat_kv(text) + _bias(text, None, self.v_bias)
-        k, v, mask = _pad_rows(kv.view(-1, 2, self.num_heads, D // self.num_heads), lens)
+        k, v = _pad_rows(kv.view(-1, 2, self.num_heads, D // self.num_heads), lens)
         q = self.mat_q.to(kv).expand(len(lens), -1, -1).unsqueeze(2)  # [B, heads, 1, hd]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_key_mask(lens, kv.device))
         return self.proj(out.reshape(len(lens), D))
 
 
@@ -315,8 +365,8 @@ class InfinityTransformer(nn.Module):
     def teacher_forced_logits(self, text: TextBatch, x_wo_prefix: torch.Tensor, schedule: Schedule) -> torch.Tensor:
         """Logits of all scales at once for given inputs (training-style pass, no CFG)."""
         cond = self.condition(text)
-        cache = KVCache()
         counts = schedule.token_counts
+        cache = KVCache(sum(counts))
         inputs = [self.start_tokens(cond)] + list(torch.split(self.embed_codes(x_wo_prefix), counts[1:], dim=1))
         return torch.cat([self.logits(self.forward_scale(x, si, cond, schedule, cache), cond)
                           for si, x in enumerate(inputs)], dim=1)
@@ -344,21 +394,27 @@ def place_weights(model: InfinityTransformer, device, dtype, storage=None) -> In
     return model.eval().requires_grad_(False)
 
 
-def build_random_transformer(cfg: TransformerConfig, seed: int = 0, operations=None) -> InfinityTransformer:
-    """A random-weight model of any size, for tests and the demo; same classes as the real one."""
-    gen = torch.Generator().manual_seed(seed)
+def build_random_transformer(cfg: TransformerConfig, seed: int = 0, operations=None, device="cpu",
+                             dtype: torch.dtype = torch.float32) -> InfinityTransformer:
+    """A random-weight model of any size, for tests, the demo and benchmarks; same classes as the
+    real one. Values are drawn on `device` with a generator there (so a CUDA model of the 2B's
+    shape is made in seconds; the values differ from the CPU's for the same seed), then placed
+    as `place_weights` places a loaded checkpoint in `dtype`."""
+    gen = torch.Generator(device=torch.device(device).type).manual_seed(seed)
     model = InfinityTransformer(cfg, operations)
     state = {}
     for name, meta in model.state_dict().items():
+        randn = lambda: torch.randn(meta.shape, generator=gen, device=device)  # noqa: E731
         if name.endswith("scale_mul_1H11"):
-            value = torch.full(meta.shape, math.log(4.0))
+            value = torch.full(meta.shape, math.log(4.0), device=device)
         elif name.endswith(("norm.weight", "text_norm.weight")):
-            value = 1 + 0.1 * torch.randn(meta.shape, generator=gen)
+            value = 1 + 0.1 * randn()
         elif name.endswith("ada_gss"):
-            value = torch.randn(meta.shape, generator=gen) / cfg.embed_dim ** 0.5
+            value = randn() / cfg.embed_dim ** 0.5
         else:
             fan_in = meta.shape[-1] if meta.dim() > 1 else cfg.embed_dim
-            value = torch.randn(meta.shape, generator=gen) / fan_in ** 0.5
-        state[name] = value
+            value = randn() / fan_in ** 0.5
+        # blocks go to the compute dtype one tensor at a time, so no fp32 copy of the whole model exists
+        state[name] = value.to(dtype) if name.startswith("block_chunks.") else value
     model.load_state_dict(state, strict=True, assign=True)
-    return place_weights(model, "cpu", torch.float32)
+    return place_weights(model, device, dtype)

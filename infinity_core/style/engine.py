@@ -73,14 +73,26 @@ class _StyleRun:
             self.regional = StyleRegions(plan, self.styles, regions, schedule, picture)
             if content_bits is None:
                 content_bits = plan.content_bits
-        self.rows = ([_Row("content", content_bits, generators[0])]
-                     + [_Row("style", None if ref.image is None else BITS_CACHE.bits(vae, ref.image, schedule),
-                             generators[1 + i], style=i) for i, (ref, _) in enumerate(self.styles)]
+        # What the steps read (replayed bits, shares, key biases) goes to the model's device now:
+        # a copy from the host inside the loop would wait for the GPU's queued work each time.
+        device = model.device
+        def on_device(bits):
+            return None if bits is None else [b.to(device) for b in bits]
+
+        def style_bits(ref):
+            return None if ref.image is None else on_device(BITS_CACHE.bits(vae, ref.image, schedule))
+        self.rows = ([_Row("content", on_device(content_bits), generators[0])]
+                     + [_Row("style", style_bits(ref), generators[1 + i], style=i)
+                        for i, (ref, _) in enumerate(self.styles)]
                      + [_Row("generation", None, generators[-1])])
         self.text = TextBatch.cat([cond.content] + [cond.style] * n + [cond.generation])
         self.negative = cond.negative
         self.guided = settings.guided(len(schedule))
-        self.control = StyleAttention(stages, self._layout(), self._style_bias())
+        self.init_shares = {si: self._init_shares(schedule.scales[si], device)
+                            for si in stages.init_steps if si < len(schedule)}
+        bias = {step: [None if b is None else b.to(device) for b in biases]
+                for step, biases in self._style_bias().items()}
+        self.control = StyleAttention(stages, self._layout(), bias)
 
     def _layout(self) -> RowLayout:
         paths = [row.path for row in self.rows]
@@ -109,26 +121,30 @@ class _StyleRun:
                 bias[step] = [None if s is None else s.flatten().log() for s in self._shares(self.schedule.scales[step])]
         return bias
 
+    def _init_shares(self, grid, device) -> Optional[list[torch.Tensor]]:
+        """What Feature Initialization weighs the styles by at a step with this grid (None: one
+        plain style takes every position)."""
+        if self.regional is not None:
+            shares = self.regional.shares(grid)
+        elif len(self.styles) > 1 or any(m is not None for _, m in self.styles):
+            shares = [torch.ones(grid) if s is None else s for s in self._shares(grid)]
+        else:
+            return None
+        return [s.to(device) for s in shares]
+
     def choose_bits(self, si: int, logits: torch.Tensor) -> torch.Tensor:
         """Bits [rows, h, w, d] of the rows in the batch at step si."""
         h, w = self.schedule.scales[si]
         bits = []
         for row, row_logits in zip(self.rows, logits):
             if row.replay is not None:
-                bits.append(row.replay[si].view(h, w, -1).to(logits.device).long())
+                bits.append(row.replay[si].view(h, w, -1).long())
             else:
                 bits.append(draw_bits(row_logits, self.settings.top_k, self.settings.top_p, row.generator).view(h, w, -1))
-        if si in self.stages.init_steps and self.styles:
+        if si in self.init_shares and self.styles:
             layout = self.control.layout
             gen = layout.generation
-            many = len(self.styles) > 1 or any(m is not None for _, m in self.styles)
-            if self.regional is not None:
-                shares = self.regional.shares((h, w))
-            elif many:
-                shares = [torch.ones((h, w)) if s is None else s for s in self._shares((h, w))]
-            else:
-                shares = None
-            bits[gen] = feature_initialization(bits[gen], [bits[r] for r in layout.styles], shares)
+            bits[gen] = feature_initialization(bits[gen], [bits[r] for r in layout.styles], self.init_shares[si])
         return torch.stack(bits)
 
     def keep_rows(self, si: int) -> Optional[list[int]]:
@@ -168,6 +184,6 @@ def stylize(model, vae, cond: StyleConditioning, styles: Sequence[StyleReference
 
         with model.controlled_attention(run.control):
             summed = run_scales(model, run.text, schedule, settings, run.choose_bits, negative=run.negative,
-                                keep_rows=run.keep_rows, on_scale=on_scale)
+                                keep_rows=run.keep_rows, on_scale=on_scale, leave_after=run.stages.leave_steps())
         images.append(summed[run.control.layout.generation][None])
     return torch.cat(images)

@@ -92,6 +92,17 @@ class Stages:
         steps = (set(self.key_steps) if self.key_sharing else set()) | (set(self.fine_steps) if self.query_sharing else set())
         return max(steps, default=-1)
 
+    def rows_at(self, steps: int, styles: int, guided: bool) -> list[int]:
+        """Batch rows at each of `steps` steps of one stylized image: the content and style rows
+        leave after their leave steps, the generation row stays (all twice with guidance)."""
+        content, style = max(self.content_needed_until(), 0), max(self.style_needed_until(), 0)
+        return [(2 if guided else 1) * (1 + (si <= content) + styles * (si <= style)) for si in range(steps)]
+
+    def leave_steps(self) -> set[int]:
+        """Steps after which the content or the style rows leave the batch (each after its last
+        reader, or after step 0 when nothing reads it)."""
+        return {max(self.content_needed_until(), 0), max(self.style_needed_until(), 0)}
+
     @property
     def reads_key_steps(self) -> bool:
         """Key steps place Key Stage Attention Sharing and end Feature Initialization."""

@@ -156,3 +156,21 @@ def dequantize(data: torch.Tensor, qtype: int, shape, dtype=torch.float32) -> to
                       "Q8_0, Q6_K, Q5_K, Q5_0, Q4_K and Q4_0 files run faster.")
     values = gguf.quants.dequantize(data.cpu().numpy(), gguf.GGMLQuantizationType(qtype))
     return torch.from_numpy(values).to(data.device, dtype).reshape(shape)
+
+
+def quantize_q8_0(tensor: torch.Tensor) -> Quantized:
+    """A 2-D tensor (columns a multiple of 32) as Q8_0 blocks, byte for byte what ggml's reference
+    quantizer (and the gguf package) writes: per 32 values an fp16 scale d = max|x| / 127 and the
+    values x / d rounded half away from zero to int8. For making Q8_0 weights where the gguf
+    package is not installed (bench/gpu_check.py)."""
+    rows, cols = tensor.shape
+    blocks = tensor.detach().float().reshape(-1, 32)
+    d = blocks.abs().amax(dim=1, keepdim=True) / 127
+    inverse = torch.where(d == 0, torch.zeros_like(d), 1 / d)
+    scaled = blocks * inverse
+    size = scaled.abs()
+    whole = size.floor()
+    q = (whole + (2 * (size - whole)).floor()).copysign(scaled).to(torch.int8)  # no 0.5 added: exact
+    raw = torch.cat([d.to(torch.float16).view(torch.uint8), q.view(torch.uint8)], dim=1)
+    return Quantized(raw.reshape(rows, cols // 32 * 34), Q8_0, (rows, cols))
+

@@ -55,6 +55,15 @@ def load_transformer(path: str, device="cpu", dtype=torch.float32, operations=No
         state = _read_gguf_state(path) if gguf else read_state_dict(path)
     require_transformer(path, state, gguf)
     state = drop_zero_buffers(path, state, _zero_buffer_names(state))
+    return transformer_from_state(state, path, device, dtype, operations, storage)
+
+
+def transformer_from_state(state: dict, path: str, device="cpu", dtype=torch.float32, operations=None,
+                           storage: torch.dtype | None = None) -> InfinityTransformer:
+    """The model of a checkpoint's tensors (`ggml.Quantized` entries are held quantized, as a GGUF
+    file's are); `path` names the source in messages. See `load_transformer`."""
+    if storage is not None or any(not isinstance(v, torch.Tensor) for v in state.values()):
+        operations = operations or LowBitOps
     try:
         cfg = config_from_state_dict(state)
     except InfinityError as exc:
