@@ -10,7 +10,7 @@ import pytest
 from first_view import LAYOUT, graph_boxes, to_screen, view_problems
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from harness import DIALOGS, PACK_FOLDER, WORKFLOWS, close_dialogs, load_workflow, node_boxes, widget_values
+from harness import DIALOGS, NODE_MODES, PACK_FOLDER, WORKFLOWS, close_dialogs, load_workflow, node_boxes, widget_values
 
 # Minutes a shipped workflow may take on the tiny models (2 cores shared with the browser).
 RUN_TIMEOUT_MS = 10 * 60_000
@@ -215,15 +215,19 @@ def test_a_missing_model_file_is_reported_once_on_its_input(comfy):
     assert "infinity_2b_reg_missing.pth" in errors[0]["details"]
 
 
-def test_the_stage_probe_workflow_runs_to_completion(page, comfy, screenshots):
+def test_the_stage_probe_workflow_runs_to_completion(page, comfy, node_mode, screenshots):
     workflow = read(PROBE)
     load_workflow(page, workflow)
-    events = page.evaluate("""(files) => {
+    # A seed of each mode's own, so the run is made in each (not answered from ComfyUI's cache).
+    seed = 42 + list(NODE_MODES).index(node_mode)
+    events = page.evaluate("""([files, seed]) => {
         const graph = window.app.rootGraph, events = {progress: [], previews: 0, done: null};
         const set = (node, name, value) => { const w = node.widgets.find(w => w.name === name); w.value = value; w.callback?.(value); };
         const loader = graph.nodes.find(n => n.type === "InfinityStyleLoader");
         for (const [name, value] of Object.entries(files)) set(loader, name, value);
-        set(graph.nodes.find(n => n.type === "InfinityStyleStageProbe"), "pixel_budget", "0.06M");
+        const probe = graph.nodes.find(n => n.type === "InfinityStyleStageProbe");
+        set(probe, "pixel_budget", "0.06M");
+        set(probe, "seed", seed);
         const api = window.app.api;
         api.addEventListener("progress", e => events.progress.push([e.detail.value, e.detail.max]));
         api.addEventListener("b_preview", () => events.previews++);
@@ -231,7 +235,7 @@ def test_the_stage_probe_workflow_runs_to_completion(page, comfy, screenshots):
         api.addEventListener("execution_error", e => events.done = "error: " + e.detail.exception_message);
         window.__probeEvents = events;
         return Object.keys(files);
-    }""", comfy.tiny_files)
+    }""", [comfy.tiny_files, seed])
     assert set(events) == {"transformer", "vae", "text_encoder"}
     page.evaluate("() => window.app.queuePrompt(0, 1)")
     page.wait_for_function("() => window.__probeEvents.done !== null", timeout=600_000)
