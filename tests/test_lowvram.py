@@ -40,6 +40,7 @@ from infinity_core.tiny_t5 import write_tiny_t5  # noqa: E402
 from infinity_core.network.transformer import build_random_transformer  # noqa: E402
 from infinity_core.weights.t5_files import load_text_encoder  # noqa: E402
 from infinity_core.weights.transformer_file import load_transformer  # noqa: E402
+from published_layout import llama_cpp_name  # noqa: E402
 from tiny import TINY_TRANSFORMER, random_text  # noqa: E402
 
 PLAN = schedule(1.0, "0.06M")
@@ -286,24 +287,6 @@ def test_fp8_with_bf16_compute_stays_near_fp32(fp32_state, fp32_file):
 
 
 # --- T5 from GGUF --------------------------------------------------------------------------------------
-
-LLAMA_CPP = [(r"^shared\.", "token_embd."), (r"^encoder\.final_layer_norm\.", "enc.output_norm."),
-             (r"^encoder\.block\.(\d+)\.layer\.0\.layer_norm\.", r"enc.blk.\1.attn_norm."),
-             (r"^encoder\.block\.(\d+)\.layer\.0\.SelfAttention\.relative_attention_bias\.", r"enc.blk.\1.attn_rel_b."),
-             (r"^encoder\.block\.(\d+)\.layer\.0\.SelfAttention\.([qkvo])\.", r"enc.blk.\1.attn_\2."),
-             (r"^encoder\.block\.(\d+)\.layer\.1\.layer_norm\.", r"enc.blk.\1.ffn_norm."),
-             (r"^encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.wi_0\.", r"enc.blk.\1.ffn_gate."),
-             (r"^encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.wi_1\.", r"enc.blk.\1.ffn_up."),
-             (r"^encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.wo\.", r"enc.blk.\1.ffn_down.")]
-
-
-def llama_cpp_name(name: str) -> str:
-    for pattern, replacement in LLAMA_CPP:
-        renamed, count = re.subn(pattern, replacement, name)
-        if count:
-            return renamed
-    return name
-
 
 @pytest.fixture(scope="module")
 def t5_folder(tmp_path_factory):

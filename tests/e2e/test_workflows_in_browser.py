@@ -154,19 +154,14 @@ def test_the_recorded_stage_strip_heights_are_the_front_ends(page, comfy, node_m
 
 
 def open_template_browser(page) -> None:
-    """Open the template browser as its menu entry does, with the pack's entry in its side list
-    shown. Its command toggles the dialog (one still closing from the last choice can swallow it),
-    and 1.58.1 folds the side list's Extensions section now and then: open it where it is folded."""
-    dialog = page.locator(DIALOGS)
-    entry = dialog.get_by_text(PACK_FOLDER, exact=True).first
+    """Open the template browser as its menu entry does, until its side list shows the pack's entry.
+    Its command toggles the dialog, and one still closing from the last choice can swallow it."""
+    entry = page.locator(DIALOGS).get_by_text(PACK_FOLDER, exact=True).first
     for _ in range(3):
         close_dialogs(page)
         page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
         try:
-            dialog.get_by_text("Extensions", exact=False).first.wait_for(timeout=10_000)
-            if not entry.is_visible():
-                dialog.get_by_text("Extensions", exact=False).first.click()
-            entry.wait_for(timeout=5_000)
+            entry.wait_for(timeout=10_000)
             return
         except PlaywrightTimeout:
             continue
@@ -178,8 +173,8 @@ def test_every_workflow_opens_from_the_template_browser(page, comfy, screenshots
     assert sorted(listed[PACK_FOLDER]) == sorted(p.stem for p in WORKFLOWS)
     for number, path in enumerate(WORKFLOWS):
         open_template_browser(page)
-        # The pack's entry in the browser's side list (Nodes 2.0 also shows the pack's name on each
-        # node's badge, behind the dialog).
+        # The pack's entry in the browser's side list, found inside the dialog: Nodes 2.0 also shows
+        # the pack's name on each node's badge, behind it.
         page.locator(DIALOGS).get_by_text(PACK_FOLDER, exact=True).first.click()
         card = page.get_by_test_id(f"template-workflow-{path.stem}")
         card.wait_for(timeout=30_000)
